@@ -1,0 +1,13 @@
+"""dbgym: a database gym. Gymnasium environments on a real PostgreSQL, with a Rust core.
+
+The public API is what this module re-exports; everything else may change.
+"""
+
+from __future__ import annotations
+
+from dbgym import errors
+from dbgym._core import __version__ as core_version
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "core_version", "errors"]

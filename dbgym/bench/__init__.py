@@ -1,0 +1,1 @@
+"""`dbgym bench`: runtime comparisons."""

@@ -1,0 +1,1 @@
+"""PostgreSQL instances (local processes or Docker containers), knobs catalog, snapshots."""

@@ -1,0 +1,9 @@
+"""CLI commands for PostgreSQL instances: doctor, clean, docker build-image."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Attach this module's commands to the top-level `dbgym` app."""

@@ -1,0 +1,1 @@
+"""Model interface, load_model registry, baseline and learned models."""

@@ -1,0 +1,1 @@
+"""Project folder: SQLite store of simulations, status history, API calls; training data."""

@@ -1,0 +1,1 @@
+"""Observation and action spaces: strict gymnasium spaces and their encoders."""

@@ -1,0 +1,1 @@
+"""Workloads (logs, SQL, benchmarks), database states and replay, over the Rust core."""

@@ -1,0 +1,17 @@
+//! dbgym's performance core.
+//!
+//! Each concern lives in its own module and knows nothing about Python:
+//! - `trace`: workload-log parsing and templatizing (issue: workloads)
+//! - `tpch`: deterministic TPC-H data and query generation (issue: workloads)
+//! - `replay`: tokio-postgres replay engine (issue: workloads)
+//! - `featurize`: EXPLAIN-plan featurization (issue: plan featurization)
+//!
+//! The PyO3 surface is `python/` (compiled with the `python` feature only); it
+//! converts between these modules' Rust types and Python/numpy objects, and maps
+//! errors onto the exception classes of `dbgym.errors`.
+
+#[cfg(feature = "python")]
+mod python;
+
+/// Version of the core, exposed to Python as `dbgym._core.__version__`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,12 @@
+//! The PyO3 boundary: the only code that sees Python objects.
+//! One file per concern; each exposes `register(m)`.
+
+use pyo3::prelude::*;
+
+mod errors;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    Ok(())
+}
