@@ -4,9 +4,11 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod trace;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
+    trace::register(m)?;
     Ok(())
 }
