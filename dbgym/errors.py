@@ -15,6 +15,10 @@ class BackendUnavailableError(DbgymError):
     """A PostgreSQL backend (local binaries, Docker engine, image) cannot be used here."""
 
 
+class ImageBuildError(DbgymError):
+    """`dbgym docker build-image` failed; the message holds the failing step and its log tail."""
+
+
 class PostgresStartError(DbgymError):
     """A PostgreSQL server did not start; `log_lines` holds the relevant server-log lines."""
 
