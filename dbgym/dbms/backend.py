@@ -1,0 +1,184 @@
+"""The Backend interface: what a way of running a PostgreSQL server must provide.
+
+A backend only knows how to run *one* server process tree (local processes, a Docker
+container, ...). Everything else is implemented once, in backend-independent code
+(`dbgym/dbms/instance.py`, `knobs.py`, `snapshot.py`, `datadir.py`), because the data
+directory always lives ON THE HOST for every backend:
+
+- the instance's `workdir` is a host directory; the data directory is `workdir/data`;
+  a container backend bind-mounts it (its path inside the container is the backend's
+  business);
+- the core writes `postgresql.conf` includes, `pg_hba.conf` and the knob file
+  (`dbgym_knobs.conf`) directly into the data directory, copies it for snapshots,
+  restores and exports, and reads `postmaster.pid` (its 8th line, "ready") to see
+  readiness;
+- the core picks the host TCP port; clients always connect to `host:port` on the host
+  (`Backend.host`, 127.0.0.1) with the superuser name and password the core chose.
+
+Lifecycle as the core drives it::
+
+    backend.prepare(workdir)                    # checks, permissions (BackendUnavailableError)
+    backend.initdb(datadir, superuser, pwfile)  # skipped when launching from an exported datadir
+    backend.start(datadir, port)                # spawn, return at once
+    ... core polls backend.is_running() and datadir/postmaster.pid, then connects ...
+    backend.stop("fast" | "immediate")          # blocks until every server process is gone
+    backend.start(datadir, port)                # again, any number of times
+    backend.remove()                            # close(): drop container / process handles
+
+Contract details a backend must honour:
+
+- `start` must not block on readiness; if the server dies during start-up,
+  `is_running()` must turn False and `recent_log_lines()` must return the log of that
+  start attempt (the core turns it into `PostgresStartError`).
+- The server's files must stay readable and writable by the calling process (root, or
+  the same uid as the caller), because the core copies them; files it creates get the
+  owner `datadir_owner()` says.
+- `stop("immediate")` discards the server's state (used before a restore overwrites the
+  data directory); `stop("fast")` leaves a cleanly shut-down data directory (snapshot,
+  export, restart for a postmaster knob). Both return only once nothing of the server
+  is left running and the data directory is no longer being written.
+- `registry_fields()` is stored in the instance's registry file
+  (`dbgym/dbms/registry.py`); `cleanup_leftover(fields)` receives it back in another
+  process when the owner died, and must remove only what that entry names (never a
+  server or container it cannot prove belongs to the entry).
+
+Backends are looked up by name through `backend_class()`; the docker backend lives in
+`dbgym.dbms.docker_backend.DockerBackend`.
+"""
+
+from __future__ import annotations
+
+import abc
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from dbgym.errors import BackendUnavailableError
+
+StopMode = Literal["fast", "immediate"]
+
+#: backend name -> "module:Class"; imported lazily so `local` never needs the docker SDK.
+BACKENDS: dict[str, str] = {
+    "local": "dbgym.dbms.local:LocalBackend",
+    "docker": "dbgym.dbms.docker_backend:DockerBackend",
+}
+
+
+@dataclass
+class BackendOptions:
+    """What `PostgresInstance.launch` passes through to the backend's constructor."""
+
+    bin_dir: Path | None = None  # local: explicit server binary directory
+    image: str | None = None  # docker: image name (default dbgym.dbms.images.DEFAULT_IMAGE)
+    cpus: float | None = None  # docker: CPU limit
+    memory: str | int | None = None  # docker: memory limit ("2g" or bytes)
+
+
+@dataclass
+class DoctorReport:
+    """What `dbgym doctor` says about one backend."""
+
+    backend: str
+    usable: bool
+    details: list[str] = field(default_factory=list)  # facts found (versions, paths, users)
+    problems: list[str] = field(default_factory=list)  # why it is not usable, and what to do
+
+
+class Backend(abc.ABC):
+    """One way of running a PostgreSQL server for one instance (see the module docstring)."""
+
+    name: ClassVar[str]
+    #: TCP host clients connect to (the server's port is published/listening there).
+    host: str = "127.0.0.1"
+
+    @abc.abstractmethod
+    def __init__(self, options: BackendOptions) -> None: ...
+
+    @property
+    @abc.abstractmethod
+    def bin_dir(self) -> Path | None:
+        """Host directory of PostgreSQL binaries matching this server (pgbench, psql), if any."""
+
+    @abc.abstractmethod
+    def prepare(self, workdir: Path) -> None:
+        """Check the backend is usable and make `workdir` usable by the server.
+
+        Raises BackendUnavailableError saying what is missing. Called once per instance,
+        after the workdir exists and before anything else.
+        """
+
+    def datadir_owner(self) -> tuple[int, int] | None:
+        """(uid, gid) files in the data directory must have; None: leave the caller's."""
+        return None
+
+    def hba_client_cidrs(self) -> list[str]:
+        """Client addresses (as the server sees them) that may connect over TCP."""
+        return ["127.0.0.1/32"]
+
+    @abc.abstractmethod
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
+        """Create a new cluster in `datadir` (UTF8, C locale) with that superuser/password.
+
+        `pwfile` (inside the workdir, readable by the server user) holds the password.
+        """
+
+    @abc.abstractmethod
+    def start(self, datadir: Path, port: int) -> None:
+        """Spawn the server on host port `port`; return without waiting for readiness."""
+
+    @abc.abstractmethod
+    def is_running(self) -> bool:
+        """True while any process of the server started by `start` is alive."""
+
+    @abc.abstractmethod
+    def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
+        """Stop the server ("fast": clean shutdown, "immediate": discard); idempotent."""
+
+    @abc.abstractmethod
+    def recent_log_lines(self, limit: int = 200) -> list[str]:
+        """Server-log lines of the most recent start attempt (newest last)."""
+
+    @abc.abstractmethod
+    def remove(self) -> None:
+        """Release everything the backend created besides the workdir (e.g. a container)."""
+
+    @abc.abstractmethod
+    def registry_fields(self) -> dict[str, Any]:
+        """JSON-able identification of what runs (server pid, container id, ...)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def cleanup_leftover(cls, fields: dict[str, Any]) -> list[str]:
+        """Remove what a dead owner left (from `registry_fields`); returns what was done."""
+
+    @classmethod
+    def find_unregistered_leftovers(cls) -> list[str]:
+        """Remove leftovers not in the registry (e.g. labelled containers) whose owner
+        process is dead (same pid + start-time test as `registry.owner_alive`); returns what."""
+        return []
+
+    @classmethod
+    @abc.abstractmethod
+    def doctor(cls) -> DoctorReport:
+        """Say whether this backend is usable on this machine, and why not."""
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The Backend class registered under `name` (raises BackendUnavailableError)."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise BackendUnavailableError(
+            f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"backend {name!r} is not available: cannot import {module_name} ({exc})"
+        ) from exc
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise BackendUnavailableError(f"{target} is not a Backend")
+    return cls

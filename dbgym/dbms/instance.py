@@ -1,0 +1,491 @@
+"""PostgresInstance: one PostgreSQL server for one simulation, on any backend.
+
+Everything here is backend-independent: the data directory lives on the host
+(`workdir/data`), the backend (dbgym/dbms/backend.py) only starts and stops the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import psycopg
+
+from dbgym.dbms import datadir as dd
+from dbgym.dbms import knobs as kn
+from dbgym.dbms import lifecycle, registry
+from dbgym.dbms import snapshot as snap
+from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
+from dbgym.errors import DbgymError, KnobError, PostgresStartError, SnapshotError
+
+SUPERUSER = "dbgym"
+DATABASE = "postgres"
+START_TIMEOUT = 60.0
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_RELEVANT = re.compile(r"\b(FATAL|PANIC|ERROR|DETAIL|HINT|CONTEXT)\b|could not|invalid", re.I)
+_OWNED_PATHS = ["data", "snapshots", "run", "server.log", ".pwfile"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def relevant_log_lines(lines: list[str], limit: int = 30) -> list[str]:
+    """The lines that explain a failed start: errors and their details, else the tail."""
+    picked = [line for line in lines if _RELEVANT.search(line)]
+    return (picked or lines)[-limit:]
+
+
+def default_workdir_base() -> Path:
+    """$DBGYM_WORKDIR_BASE, else the system temp dir (never under /root: mode 0700)."""
+    return Path(os.environ.get("DBGYM_WORKDIR_BASE") or tempfile.gettempdir())
+
+
+class PostgresInstance:
+    """A PostgreSQL server dbgym started (see `launch`). Close it (or use `with`)."""
+
+    def __init__(self, backend: Backend, workdir: Path, created_workdir: bool) -> None:
+        self._backend = backend
+        self.workdir = workdir
+        self.datadir = workdir / "data"
+        self._created_workdir = created_workdir
+        self.id = uuid.uuid4().hex[:12]
+        self.port = 0
+        self._port_fixed = False
+        self._user = SUPERUSER
+        self._password = ""
+        self._admin: psycopg.Connection[Any] | None = None
+        self._catalog: dict[str, kn.KnobSpec] | None = None
+        self._version_num: int | None = None
+        self._manifests: dict[str, snap.Manifest] = {}
+        self._closed = False
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def launch(
+        cls,
+        backend: str = "local",
+        workdir: str | Path | None = None,
+        port: int | None = None,
+        knobs: dict[str, Any] | None = None,
+        image: str | None = None,
+        cpus: float | None = None,
+        memory: str | int | None = None,
+        init_from: str | Path | None = None,
+        bin_dir: str | Path | None = None,
+    ) -> PostgresInstance:
+        """Start a new server and wait until it accepts connections.
+
+        backend: "local" (processes on this machine) or "docker" (one container).
+        workdir: where the data directory, snapshots and log go (default: a new temp dir,
+            removed by close()). port: host TCP port (default: a free one).
+        knobs: applied after the first start (see apply_knobs).
+        image/cpus/memory: docker backend only. bin_dir: local server binaries.
+        init_from: a directory written by `export_datadir` to start from instead of initdb.
+        """
+        options = BackendOptions(
+            bin_dir=Path(bin_dir) if bin_dir is not None else None,
+            image=image,
+            cpus=cpus,
+            memory=memory,
+        )
+        be = backend_class(backend)(options)
+        if workdir is None:
+            base = default_workdir_base()
+            base.mkdir(parents=True, exist_ok=True)
+            wd, created = Path(tempfile.mkdtemp(prefix="dbgym-pg-", dir=base)), True
+        else:
+            wd = Path(workdir).absolute()
+            created = not wd.exists()
+            wd.mkdir(parents=True, exist_ok=True)
+            busy = [n for n in _OWNED_PATHS if (wd / n).exists()]
+            if busy:
+                if created:
+                    shutil.rmtree(wd, ignore_errors=True)
+                raise DbgymError(
+                    f"workdir {wd} already holds {', '.join(busy)}: another instance's files? "
+                    "choose an empty or new directory"
+                )
+        inst = cls(be, wd, created)
+        lifecycle.track(inst)
+        try:
+            inst._write_registry()
+            be.prepare(wd)
+            if init_from is not None:
+                inst._init_from(Path(init_from))
+            else:
+                inst._initdb()
+            dd.configure(inst.datadir, be.hba_client_cidrs(), be.datadir_owner())
+            inst.port = port if port is not None else free_port()
+            inst._port_fixed = port is not None
+            inst._start()
+            if knobs:
+                inst.apply_knobs(knobs)
+        except BaseException:
+            inst.close()
+            raise
+        return inst
+
+    def _initdb(self) -> None:
+        self._password = secrets.token_urlsafe(24)
+        pwfile = self.workdir / ".pwfile"
+        dd.write_file(pwfile, self._password + "\n", self._backend.datadir_owner())
+        try:
+            self._backend.initdb(self.datadir, self._user, pwfile)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        dd.write_credentials(
+            self.datadir, self._user, self._password, self._backend.datadir_owner()
+        )
+
+    def _init_from(self, source: Path) -> None:
+        if not (source / "PG_VERSION").is_file():
+            raise DbgymError(f"init_from={source} is not a PostgreSQL data directory")
+        self._user, self._password = dd.read_credentials(source)
+        snap.copy_tree(source, self.datadir, dd.RUNTIME_FILES, self._backend.datadir_owner())
+
+    # -- registry ---------------------------------------------------------------------
+    def _write_registry(self) -> None:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "backend": self._backend.name,
+            "workdir": str(self.workdir),
+            "datadir": str(self.datadir),
+            "created_workdir": self._created_workdir,
+            "owned_paths": _OWNED_PATHS,
+            "port": self.port,
+            "created": time.time(),
+            **registry.owner_identity(),
+        }
+        entry.update(self._backend.registry_fields())
+        registry.write_entry(self.id, entry)
+
+    # -- server lifecycle -------------------------------------------------------------
+    def _start(self) -> None:
+        """Start the server and wait until it is ready; retries a taken auto-picked port."""
+        for attempt in range(5):
+            try:
+                self._start_once()
+                return
+            except PostgresStartError as exc:
+                taken = any("already in use" in line for line in exc.log_lines)
+                if not taken or self._port_fixed or attempt == 4:
+                    raise
+                self.port = free_port()
+
+    def _start_once(self) -> None:
+        if self._backend.is_running():
+            raise PostgresStartError("server is already running")
+        (self.datadir / "postmaster.pid").unlink(missing_ok=True)  # stale: we own this dir
+        self._backend.start(self.datadir, self.port)
+        self._write_registry()
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        last_error = ""
+        while True:
+            if not self._backend.is_running():
+                lines = self._backend.recent_log_lines()
+                raise PostgresStartError(
+                    f"PostgreSQL ({self._backend.name}) exited during start-up",
+                    relevant_log_lines(lines),
+                )
+            if dd.postmaster_status(self.datadir) == "ready":
+                try:
+                    self._admin = self._connect_admin()
+                    self._version_num = self._admin.info.server_version
+                    return
+                except psycopg.OperationalError as exc:
+                    last_error = str(exc).strip()
+            if time.monotonic() > deadline:
+                lines = self._backend.recent_log_lines()
+                self._backend.stop("immediate")
+                raise PostgresStartError(
+                    f"PostgreSQL did not become ready within {timeout:.0f}s ({last_error})",
+                    relevant_log_lines(lines),
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def _connect_admin(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+
+    def _stop(self, mode: StopMode) -> None:
+        self._catalog = None
+        if self._admin is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._admin.close()
+            self._admin = None
+        self._backend.stop(mode)
+
+    def restart(self) -> None:
+        """Clean shutdown, then start again."""
+        self._check_open()
+        self._stop("fast")
+        self._start()
+
+    @property
+    def _conn(self) -> psycopg.Connection[Any]:
+        self._check_open()
+        if self._admin is None or self._admin.closed:
+            if not self._backend.is_running():
+                raise DbgymError("the server is not running (a failed start or restore?)")
+            self._admin = self._connect_admin()
+        return self._admin
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise DbgymError(f"instance {self.id} is closed")
+
+    # -- public facts -----------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @property
+    def dsn(self) -> str:
+        """libpq URI (psycopg, tokio-postgres, psql)."""
+        return (
+            f"postgresql://{self._user}:{self._password}@{self._backend.host}:{self.port}"
+            f"/{DATABASE}?sslmode=disable"
+        )
+
+    @property
+    def bin_dir(self) -> Path | None:
+        """Host directory of PostgreSQL binaries (pgbench, psql) matching this server."""
+        return self._backend.bin_dir
+
+    @property
+    def server_version_num(self) -> int:
+        """e.g. 150018 for PostgreSQL 15.18."""
+        if self._version_num is None:
+            self._version_num = self._conn.info.server_version
+        return self._version_num
+
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
+        """A new psycopg connection to the server (closing it is the caller's job)."""
+        self._check_open()
+        return psycopg.connect(self.dsn, **kwargs)
+
+    def settings(self) -> dict[str, str]:
+        """Every setting's current value: pg_settings.setting by name (in pg_settings.unit)."""
+        rows = self._conn.execute("SELECT name, setting FROM pg_settings").fetchall()
+        return {name: setting for name, setting in rows}
+
+    @property
+    def knob_catalog(self) -> dict[str, kn.KnobSpec]:
+        """What each knob accepts (from pg_settings; refreshed after every restart)."""
+        if self._catalog is None:
+            self._catalog = kn.catalog_from_rows(self._conn.execute(kn.CATALOG_SQL).fetchall())
+        return self._catalog
+
+    # -- knobs ------------------------------------------------------------------------
+    def applied_knobs(self) -> dict[str, str]:
+        """Knobs dbgym applied so far (as written to the knob file)."""
+        return kn.parse_conf(dd.read_knob_file(self.datadir))
+
+    def apply_knobs(self, knobs: dict[str, Any]) -> kn.KnobChange:
+        """Validate and apply knobs; reload, or restart only if a postmaster knob changed.
+
+        Raises KnobError (unknown name, bad value; nothing applied) or PostgresStartError
+        (the server refused to start with the new values: the previous knob file is put
+        back and the server restarted with it).
+        """
+        catalog = self.knob_catalog
+        wanted = kn.validate(catalog, knobs)
+        if not wanted:
+            return kn.KnobChange()
+        current = self._current_settings(list(wanted))
+        needs_restart = any(
+            catalog[name].needs_restart
+            and kn.compare_setting(catalog[name], current.get(name)) != norm.compare
+            for name, norm in wanted.items()
+        )
+        old_text = dd.read_knob_file(self.datadir)
+        merged = {**kn.parse_conf(old_text), **{n: v.conf_value for n, v in wanted.items()}}
+        owner = self._backend.datadir_owner()
+        dd.write_knob_file(self.datadir, kn.render_conf(merged), owner)
+        if needs_restart:
+            self._stop("fast")
+            try:
+                self._start()
+            except PostgresStartError:
+                dd.write_knob_file(self.datadir, old_text, owner)
+                self._start()
+                raise
+        else:
+            self._conn.execute("SELECT pg_reload_conf()")
+            self._await_settings(wanted, catalog)
+        applied = self._current_settings(list(wanted))
+        return kn.KnobChange(applied=applied, restarted=needs_restart)
+
+    def _current_settings(self, names: list[str]) -> dict[str, str]:
+        rows = self._conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)
+        ).fetchall()
+        return {name: setting for name, setting in rows}
+
+    def _await_settings(
+        self, wanted: dict[str, kn.Normalized], catalog: dict[str, kn.KnobSpec], timeout: float = 5
+    ) -> None:
+        """After a reload: wait until the admin session sees every new value."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            current = self._current_settings(list(wanted))
+            off = [
+                n
+                for n, norm in wanted.items()
+                if kn.compare_setting(catalog[n], current.get(n)) != norm.compare
+            ]
+            if not off:
+                return
+            if time.monotonic() > deadline:
+                details = ", ".join(
+                    f"{n}={current.get(n)!r} (wanted {wanted[n].conf_value})" for n in off
+                )
+                raise KnobError(
+                    f"after reload the server still reports {details}; server log:\n  "
+                    + "\n  ".join(relevant_log_lines(self._backend.recent_log_lines(), 10))
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    # -- snapshots --------------------------------------------------------------------
+    def _snapshot_dir(self, name: str) -> Path:
+        if not isinstance(name, str) or not _SNAPSHOT_NAME.match(name):
+            raise SnapshotError(
+                f"snapshot name {name!r} must be 1-100 characters of letters, digits, '_', '.', "
+                "'-' and start with a letter or digit"
+            )
+        return self.workdir / "snapshots" / name
+
+    def snapshot(self, name: str) -> None:
+        """Save the server's current state (schema, data, settings) under `name`.
+
+        Taken at a consistent point: checkpoint, clean shutdown, copy, start again.
+        An existing snapshot of the same name is replaced.
+        """
+        self._check_open()
+        target = self._snapshot_dir(name)
+        self._conn.execute("CHECKPOINT")  # makes the shutdown checkpoint short
+        self._stop("fast")
+        try:
+            target.parent.mkdir(mode=0o700, exist_ok=True)
+            tmp = target.with_name(f".tmp-{name}")
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                tmp.mkdir(mode=0o700)
+                manifest = snap.copy_tree(self.datadir, tmp / "data", dd.RUNTIME_FILES)
+                snap.save_manifest(manifest, tmp / "manifest.json")
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            self._manifests[name] = manifest
+        finally:
+            self._start()
+
+    def snapshots(self) -> list[str]:
+        root = self.workdir / "snapshots"
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if (p / "manifest.json").is_file())
+
+    def restore(self, name: str) -> snap.RestoreStats:
+        """Return the data directory to snapshot `name` exactly and the server to ready.
+
+        Open connections are terminated (the server restarts). Only files that changed
+        since the snapshot are copied back.
+        """
+        self._check_open()
+        target = self._snapshot_dir(name)
+        manifest = self._manifests.get(name)
+        if manifest is None:
+            path = target / "manifest.json"
+            if not path.is_file():
+                have = ", ".join(self.snapshots()) or "none"
+                raise SnapshotError(f"no snapshot named {name!r} (snapshots: {have})")
+            manifest = self._manifests[name] = snap.load_manifest(path)
+        self._stop("immediate")  # its state is being discarded anyway
+        stats = snap.restore_tree(target / "data", manifest, self.datadir)
+        self._start()
+        return stats
+
+    def export_datadir(self, dest: str | Path) -> Path:
+        """Copy the cleanly shut-down data directory to `dest` (must not exist); usable
+        later as `launch(init_from=dest)`. The server is back up when this returns."""
+        self._check_open()
+        target = Path(dest).absolute()
+        if target.exists():
+            raise DbgymError(f"export destination {target} already exists")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._conn.execute("CHECKPOINT")
+        self._stop("fast")
+        try:
+            try:
+                snap.copy_tree(self.datadir, target, dd.RUNTIME_FILES)
+            except BaseException:
+                shutil.rmtree(target, ignore_errors=True)
+                raise
+        finally:
+            self._start()
+        return target
+
+    # -- closing ----------------------------------------------------------------------
+    def close(self, keep: bool = False) -> None:
+        """Stop the server, release the backend's resources and (unless keep) the files."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop("fast" if keep else "immediate")
+        finally:
+            try:
+                self._backend.remove()
+            finally:
+                if not keep:
+                    registry.remove_instance_files(
+                        {
+                            "workdir": str(self.workdir),
+                            "created_workdir": self._created_workdir,
+                            "owned_paths": _OWNED_PATHS,
+                        }
+                    )
+                registry.remove_entry(self.id)
+                lifecycle.untrack(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PostgresInstance:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"port {self.port}"
+        return f"<PostgresInstance {self.id} {self._backend.name} {state} {self.workdir}>"

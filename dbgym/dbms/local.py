@@ -1,0 +1,337 @@
+"""The local backend: PostgreSQL as processes on this machine (the embedded default).
+
+The server runs as an unprivileged OS user when the caller is root (PostgreSQL refuses
+root): $DBGYM_PG_USER, else `postgres` if that user exists, else `nobody`. It listens on
+127.0.0.1 only, plus a private unix-socket directory (mode 0700, owned by the server
+user). The postmaster is started in its own session (so a terminal's Ctrl-C reaches
+only the Python process, which then shuts the server down in order) and is our child
+process; stop signals go to it and to nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from dbgym.dbms import procs
+from dbgym.dbms.backend import Backend, BackendOptions, DoctorReport, StopMode
+from dbgym.dbms.binaries import PgBinaries, find_binaries
+from dbgym.errors import BackendUnavailableError, PostgresStartError
+
+_STOP_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.65535.lock" must fit too
+
+
+@dataclass(frozen=True)
+class ServerUser:
+    """The OS user the server runs as; `switch` is False when it is the caller itself."""
+
+    name: str
+    uid: int
+    gid: int
+    switch: bool
+
+
+def server_user() -> ServerUser:
+    """Whom initdb/postgres run as (see the module docstring)."""
+    if os.geteuid() != 0:
+        entry = pwd.getpwuid(os.geteuid())
+        return ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=False)
+    wanted = os.environ.get("DBGYM_PG_USER")
+    candidates = [wanted] if wanted else ["postgres", "nobody"]
+    for name in candidates:
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        if entry.pw_uid == 0:
+            raise BackendUnavailableError(
+                f"DBGYM_PG_USER={name} is root; PostgreSQL refuses to run as root"
+            )
+        return ServerUser(entry.pw_name, entry.pw_uid, entry.pw_gid, switch=True)
+    raise BackendUnavailableError(
+        f"running as root and no unprivileged user to run PostgreSQL as (tried "
+        f"{', '.join(candidates)}); create one or set DBGYM_PG_USER"
+    )
+
+
+def unreachable_ancestor(path: Path, user: ServerUser) -> Path | None:
+    """The first ancestor directory of `path` that `user` cannot traverse, if any."""
+    if not user.switch:
+        return None
+    groups = {user.gid} | {g for g in os.getgrouplist(user.name, user.gid)}
+    for ancestor in reversed(path.resolve().parents):
+        st = ancestor.stat()
+        if st.st_uid == user.uid:
+            ok = bool(st.st_mode & 0o100)
+        elif st.st_gid in groups:
+            ok = bool(st.st_mode & 0o010)
+        else:
+            ok = bool(st.st_mode & 0o001)
+        if not ok:
+            return ancestor
+    return None
+
+
+def _server_env() -> dict[str, str]:
+    return {"PATH": os.defpath, "LC_ALL": "C", "LANG": "C"}
+
+
+class LocalBackend(Backend):
+    name = "local"
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.binaries: PgBinaries = find_binaries(options.bin_dir)
+        self.user = server_user()
+        self._workdir: Path | None = None
+        self._socket_dir: Path | None = None
+        self._own_socket_dir = False
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._log_offset = 0
+        self._log_file: IO[bytes] | None = None
+
+    # -- set-up -----------------------------------------------------------------------
+    @property
+    def bin_dir(self) -> Path:
+        return self.binaries.bin_dir
+
+    @property
+    def socket_dir(self) -> Path | None:
+        return self._socket_dir
+
+    def _popen_user_kwargs(self) -> dict[str, Any]:
+        if not self.user.switch:
+            return {}
+        return {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
+
+    def _chown(self, path: Path) -> None:
+        if self.user.switch:
+            os.chown(path, self.user.uid, self.user.gid)
+
+    def prepare(self, workdir: Path) -> None:
+        blocked = unreachable_ancestor(workdir, self.user)
+        if blocked is not None:
+            raise BackendUnavailableError(
+                f"workdir {workdir} is not reachable by the server user {self.user.name!r}: "
+                f"{blocked} (mode {blocked.stat().st_mode & 0o777:o}) cannot be traversed; "
+                f"choose a workdir outside it (e.g. under /tmp)"
+            )
+        self._workdir = workdir
+        self._chown(workdir)
+        os.chmod(workdir, 0o700)
+        socket_dir = workdir / "run"
+        if len(str(socket_dir / ".s.PGSQL.65535.lock")) > _SOCKET_PATH_MAX:
+            socket_dir = Path(tempfile.mkdtemp(prefix="dbgym-sock-"))
+            self._own_socket_dir = True
+        else:
+            socket_dir.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(socket_dir, 0o700)
+        self._chown(socket_dir)
+        self._socket_dir = socket_dir
+        self._log_path = workdir / "server.log"
+
+    def datadir_owner(self) -> tuple[int, int] | None:
+        return (self.user.uid, self.user.gid) if self.user.switch else None
+
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
+        assert self._workdir is not None, "prepare() first"
+        cmd = [
+            str(self.binaries.tool("initdb")),
+            "-D",
+            str(datadir),
+            "-U",
+            superuser,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]
+        out = subprocess.run(
+            cmd,
+            cwd=self._workdir,
+            env=_server_env(),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            start_new_session=True,
+            check=False,
+            **self._popen_user_kwargs(),
+        )
+        if out.returncode != 0:
+            lines = (out.stdout + out.stderr).strip().splitlines()
+            raise PostgresStartError(f"initdb failed (exit {out.returncode})", lines[-30:])
+
+    # -- running ----------------------------------------------------------------------
+    def start(self, datadir: Path, port: int) -> None:
+        assert self._workdir is not None and self._socket_dir is not None, "prepare() first"
+        assert self._log_path is not None
+        if self.is_running():
+            raise PostgresStartError("server already running")
+        if self._log_file is None:
+            self._log_file = open(self._log_path, "ab")  # noqa: SIM115 (kept for the instance)
+        self._log_offset = self._log_file.seek(0, os.SEEK_END)
+        cmd = [
+            str(self.binaries.tool("postgres")),
+            "-D",
+            str(datadir),
+            "-c",
+            f"port={port}",
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            f"unix_socket_directories={self._socket_dir}",
+            "-c",
+            "unix_socket_permissions=0700",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_destination=stderr",
+        ]
+        self._proc = subprocess.Popen(
+            cmd,
+            cwd=self._workdir,
+            env=_server_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self._popen_user_kwargs(),
+        )
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def server_pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                proc.send_signal(_STOP_SIGNALS[mode])
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                procs.kill_group(proc.pid)
+                proc.wait()
+        # The postmaster waits for its children before exiting; anything still in its
+        # process group (it leads its own session) is a stray child: kill it.
+        if procs.group_members(proc.pid):
+            procs.kill_group(proc.pid)
+            for pid in procs.group_members(proc.pid):
+                procs.wait_gone(pid, 5.0)
+
+    def recent_log_lines(self, limit: int = 200) -> list[str]:
+        if self._log_path is None or not self._log_path.exists():
+            return []
+        with open(self._log_path, "rb") as f:
+            f.seek(self._log_offset)
+            data = f.read()
+        return data.decode(errors="replace").splitlines()[-limit:]
+
+    def remove(self) -> None:
+        if self.is_running():
+            self.stop("fast")
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+        if self._own_socket_dir and self._socket_dir is not None:
+            for child in self._socket_dir.iterdir():
+                child.unlink(missing_ok=True)
+            self._socket_dir.rmdir()
+            self._own_socket_dir = False
+
+    # -- registry / cleanup -----------------------------------------------------------
+    def registry_fields(self) -> dict[str, Any]:
+        pid = self.server_pid
+        return {
+            "server_pid": pid,
+            "server_start_time": procs.start_time(pid) if pid is not None else None,
+            "socket_dir": str(self._socket_dir) if self._own_socket_dir else None,
+        }
+
+    @classmethod
+    def cleanup_leftover(cls, fields: dict[str, Any]) -> list[str]:
+        done: list[str] = []
+        pid = fields.get("server_pid")
+        datadir = fields.get("datadir")
+        # Prove it is the postmaster we started: same start time and our data dir.
+        if (
+            isinstance(pid, int)
+            and procs.is_alive(pid, fields.get("server_start_time"))
+            and datadir
+            and datadir in procs.cmdline(pid)
+        ):
+            os.kill(pid, signal.SIGQUIT)
+            if not procs.wait_gone(pid, 10.0):
+                procs.kill_group(pid)
+                procs.wait_gone(pid, 5.0)
+            if procs.group_members(pid):
+                procs.kill_group(pid)
+            done.append(f"stopped postgres pid {pid}")
+        sock = fields.get("socket_dir")
+        if isinstance(sock, str) and os.path.isdir(sock):
+            for child in Path(sock).iterdir():
+                child.unlink(missing_ok=True)
+            os.rmdir(sock)
+        return done
+
+    @classmethod
+    def doctor(cls) -> DoctorReport:
+        report = DoctorReport(backend=cls.name, usable=False)
+        try:
+            binaries = find_binaries()
+        except BackendUnavailableError as exc:
+            report.problems.append(str(exc))
+            return report
+        report.details.append(
+            f"binaries: {binaries.bin_dir} (PostgreSQL {binaries.version}, via {binaries.source})"
+        )
+        try:
+            user = server_user()
+        except BackendUnavailableError as exc:
+            report.problems.append(str(exc))
+            return report
+        who = f"{user.name} (uid {user.uid})"
+        report.details.append(
+            f"server user: {who}" + (" -- caller is root, server runs unprivileged" * user.switch)
+        )
+        base = Path(tempfile.gettempdir())
+        blocked = unreachable_ancestor(base / "x", user)
+        if blocked is not None:
+            report.problems.append(
+                f"default workdir base {base} is not reachable by {user.name}: {blocked} "
+                "cannot be traversed; set TMPDIR to a directory it can reach"
+            )
+            return report
+        switch: dict[str, Any] = (
+            {"user": user.uid, "group": user.gid, "extra_groups": []} if user.switch else {}
+        )
+        out = subprocess.run(
+            [str(binaries.tool("postgres")), "--version"],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd="/",
+            env=_server_env(),
+            **switch,
+        )
+        if out.returncode != 0:
+            report.problems.append(
+                f"postgres --version as {user.name} failed: {out.stderr.strip()}"
+            )
+            return report
+        report.details.append(f"workdir base: {base}")
+        report.usable = True
+        return report
