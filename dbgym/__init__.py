@@ -8,7 +8,17 @@ from __future__ import annotations
 from dbgym import errors
 from dbgym._core import __version__ as core_version
 from dbgym.dbms import KnobChange, PostgresInstance
+from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
 
 __version__ = "0.1.0"
 
-__all__ = ["KnobChange", "PostgresInstance", "__version__", "core_version", "errors"]
+__all__ = [
+    "KnobChange",
+    "PostgresInstance",
+    "ReplayResult",
+    "ReplaySummary",
+    "__version__",
+    "core_version",
+    "errors",
+    "replay",
+]

@@ -4,11 +4,13 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod replay;
 mod trace;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     trace::register(m)?;
+    replay::register(m)?;
     Ok(())
 }

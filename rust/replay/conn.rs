@@ -1,0 +1,319 @@
+//! One replay connection: runs trace statements with the protocol they were logged with,
+//! applies per-template settings, tracks the transaction block, and reports SQLSTATEs.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, BytesMut};
+use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement as PgStatement};
+
+use super::cancel::Cancel;
+use super::options::Settings;
+use super::txn::{txn_effect, TxnEffect};
+use crate::trace::Statement;
+
+/// A SQLSTATE; all zero bytes = success.
+pub type Code = [u8; 5];
+pub const OK: Code = [0; 5];
+/// connection_failure: the connection broke while the statement ran.
+pub const CONNECTION_FAILURE: Code = *b"08006";
+/// sqlclient_unable_to_establish_sqlconnection: connecting failed without a server error.
+pub const CANNOT_CONNECT: Code = *b"08001";
+/// protocol_violation: the client library refused the statement (e.g. the number of
+/// logged parameters does not match the prepared statement).
+pub const CLIENT_ERROR: Code = *b"08P01";
+
+fn code_of(e: &tokio_postgres::Error, fallback: Code) -> Code {
+    match e.code() {
+        Some(c) => {
+            let b = c.code().as_bytes();
+            let mut out = fallback;
+            if b.len() == 5 {
+                out.copy_from_slice(b);
+            }
+            out
+        }
+        None => fallback,
+    }
+}
+
+/// A parameter sent in text format whatever type the server inferred for it: the server
+/// parses it exactly as it parsed the logged value.
+#[derive(Debug)]
+struct TextParam<'a>(Option<&'a str>);
+
+impl ToSql for TextParam<'_> {
+    fn to_sql(
+        &self,
+        _ty: &Type,
+        out: &mut BytesMut,
+    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+        match self.0 {
+            Some(s) => {
+                out.put_slice(s.as_bytes());
+                Ok(IsNull::No)
+            }
+            None => Ok(IsNull::Yes),
+        }
+    }
+
+    fn accepts(_ty: &Type) -> bool {
+        true
+    }
+
+    fn encode_format(&self, _ty: &Type) -> Format {
+        Format::Text
+    }
+
+    to_sql_checked!();
+}
+
+/// The outcome of one statement.
+pub enum Exec {
+    Done {
+        start: Instant,
+        end: Instant,
+        code: Code,
+    },
+    Cancelled,
+}
+
+pub struct Conn {
+    client: Client,
+    /// Prepared statements of this connection, by SQL text.
+    cache: HashMap<String, PgStatement>,
+    /// Inside a transaction block (healthy or aborted).
+    pub in_txn: bool,
+    /// The connection is gone; the next statement needs a new one.
+    pub broken: bool,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+/// Connects; `Err` holds the SQLSTATE to record (the server's, or 08001) and a message.
+pub async fn connect(
+    cfg: &Config,
+    statement_timeout_ms: Option<u64>,
+) -> Result<Conn, (Code, String)> {
+    let (client, connection) = cfg
+        .connect(NoTls)
+        .await
+        .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
+    // The driver ends when the client is dropped (after sending Terminate).
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    if let Some(ms) = statement_timeout_ms {
+        client
+            .batch_execute(&format!("SET statement_timeout = {ms}"))
+            .await
+            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
+    }
+    Ok(Conn {
+        client,
+        cache: HashMap::new(),
+        in_txn: false,
+        broken: false,
+        driver,
+    })
+}
+
+impl Conn {
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Closes the connection (Terminate) and waits briefly for its driver to finish.
+    pub async fn close(self) {
+        let Conn { client, driver, .. } = self;
+        drop(client);
+        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+    }
+
+    fn fail_code(&mut self, e: &tokio_postgres::Error) -> Code {
+        if e.code().is_some() {
+            return code_of(e, CLIENT_ERROR);
+        }
+        if self.client.is_closed() || e.is_closed() {
+            self.broken = true;
+            CONNECTION_FAILURE
+        } else {
+            CLIENT_ERROR
+        }
+    }
+
+    async fn exec_plain(&mut self, st: &Statement) -> Result<(), tokio_postgres::Error> {
+        if st.params.is_empty() {
+            return self.client.batch_execute(&st.sql).await;
+        }
+        let stmt = match self.cache.get(&st.sql) {
+            Some(s) => s.clone(),
+            None => {
+                let s = self.client.prepare(&st.sql).await?;
+                self.cache.insert(st.sql.clone(), s.clone());
+                s
+            }
+        };
+        self.client
+            .execute_raw(&stmt, st.params.iter().map(|p| TextParam(p.as_deref())))
+            .await
+            .map(|_| ())
+    }
+
+    /// Runs the statement alone, timed; `None` if cancelled (a cancel request is sent).
+    async fn timed(&mut self, st: &Statement, cancel: &Cancel) -> Option<(Instant, Instant, Code)> {
+        let start = Instant::now();
+        let r = tokio::select! {
+            biased;
+            r = self.exec_plain(st) => Some(r),
+            _ = cancel.cancelled() => None,
+        };
+        let end = Instant::now();
+        match r {
+            Some(Ok(())) => Some((start, end, OK)),
+            Some(Err(e)) => Some((start, end, self.fail_code(&e))),
+            None => {
+                let token = self.client.cancel_token();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(2), token.cancel_query(NoTls)).await;
+                None
+            }
+        }
+    }
+
+    /// Runs one trace statement, with `settings` applied to it alone when given.
+    pub async fn run(
+        &mut self,
+        st: &Statement,
+        settings: Option<&Settings>,
+        cancel: &Cancel,
+    ) -> Exec {
+        let effect = txn_effect(&st.sql);
+        // Transaction-control statements never get settings: wrapping them would change
+        // the session's transaction block.
+        let settings = settings.filter(|_| effect == TxnEffect::None);
+        let r = match settings {
+            None => self.timed(st, cancel).await,
+            Some(s) if !self.in_txn => self.run_wrapped(st, s, cancel).await,
+            Some(s) => self.run_in_txn(st, s, cancel).await,
+        };
+        let Some((start, end, code)) = r else {
+            return Exec::Cancelled;
+        };
+        if code == OK {
+            match effect {
+                TxnEffect::Begin => self.in_txn = true,
+                TxnEffect::End => self.in_txn = false,
+                TxnEffect::None | TxnEffect::Other => {}
+            }
+        } else if code == *b"25P02" {
+            self.in_txn = true;
+        } else if !self.broken {
+            self.probe_txn_state().await;
+        }
+        Exec::Done { start, end, code }
+    }
+
+    /// Outside a transaction block: `BEGIN; SET LOCAL ...`, the statement, then COMMIT
+    /// (ROLLBACK if it failed). A failing COMMIT is the statement's error.
+    async fn run_wrapped(
+        &mut self,
+        st: &Statement,
+        s: &Settings,
+        cancel: &Cancel,
+    ) -> Option<(Instant, Instant, Code)> {
+        if let Err(e) = self
+            .client
+            .batch_execute(&format!("BEGIN; {}", s.set_local))
+            .await
+        {
+            let now = Instant::now();
+            let code = self.fail_code(&e);
+            if !self.broken {
+                let _ = self.client.batch_execute("ROLLBACK").await;
+            }
+            return Some((now, now, code));
+        }
+        let (start, end, mut code) = self.timed(st, cancel).await?;
+        if self.broken {
+            return Some((start, end, code));
+        }
+        let finish = if code == OK { "COMMIT" } else { "ROLLBACK" };
+        if let Err(e) = self.client.batch_execute(finish).await {
+            if code == OK {
+                code = self.fail_code(&e);
+            }
+        }
+        Some((start, end, code))
+    }
+
+    /// Inside a logged transaction block: read the current values, `SET LOCAL` the
+    /// template's, run the statement, then `SET LOCAL` the old values back so the rest of
+    /// the logged transaction runs as logged. If the block is already aborted, the
+    /// statement runs plain (and fails with 25P02 as it would have).
+    async fn run_in_txn(
+        &mut self,
+        st: &Statement,
+        s: &Settings,
+        cancel: &Cancel,
+    ) -> Option<(Instant, Instant, Code)> {
+        let old = match self.client.simple_query(&s.read_current).await {
+            Ok(msgs) => msgs.iter().find_map(|m| match m {
+                SimpleQueryMessage::Row(r) => (0..r.len())
+                    .map(|i| r.get(i).map(str::to_owned))
+                    .collect::<Option<Vec<String>>>(),
+                _ => None,
+            }),
+            Err(_) => None,
+        };
+        let Some(old) = old else {
+            return self.timed(st, cancel).await;
+        };
+        if let Err(e) = self.client.batch_execute(&s.set_local).await {
+            let now = Instant::now();
+            return Some((now, now, self.fail_code(&e)));
+        }
+        let r = self.timed(st, cancel).await?;
+        if r.2 == OK {
+            let _ = self.client.batch_execute(&s.restore_sql(&old)).await;
+        }
+        Some(r)
+    }
+
+    /// After an error, asks the server whether a transaction block is open: in an aborted
+    /// block any query fails (25P02); in a healthy block `now()` (transaction start) differs
+    /// from `statement_timestamp()`; outside one they are equal.
+    async fn probe_txn_state(&mut self) {
+        match self
+            .client
+            .simple_query("SELECT now() = statement_timestamp()")
+            .await
+        {
+            Ok(msgs) => {
+                let outside = msgs.iter().any(|m| match m {
+                    SimpleQueryMessage::Row(r) => r.get(0) == Some("t"),
+                    _ => false,
+                });
+                self.in_txn = !outside;
+            }
+            Err(e) => {
+                let code = self.fail_code(&e);
+                if code == *b"25P02" {
+                    self.in_txn = true;
+                }
+            }
+        }
+    }
+
+    /// Ends an open transaction block (used when a session ends inside one, before the
+    /// connection serves another session).
+    pub async fn rollback_if_open(&mut self) {
+        if self.in_txn && !self.broken {
+            if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+                self.fail_code(&e);
+            }
+            self.in_txn = false;
+        }
+    }
+}

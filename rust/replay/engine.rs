@@ -1,0 +1,465 @@
+//! Scheduling: session tasks (one connection per session) or a pool of `k` workers that
+//! take sessions in deadline order, plus the collector that fills the columnar result.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio_postgres::Config;
+
+use super::cancel::Cancel;
+use super::conn::{connect, Code, Conn, Exec, OK};
+use super::options::{ReplayOptions, Settings};
+use super::timer::{HrTimer, HrTimerHandle};
+use super::{ReplayError, ReplayResult};
+use crate::trace::Trace;
+
+/// Sessions whose first statement is due within this time of the start are connected
+/// before the replay clock starts; later ones connect this long before their first statement.
+const CONNECT_AHEAD: Duration = Duration::from_millis(250);
+/// Connections opened at once while warming up.
+const CONNECT_PARALLELISM: usize = 16;
+/// Capacity of the channel from the tasks to the collector: when it is full, tasks wait.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Statement indices grouped by session (CSR), each session's in trace order.
+struct Plan {
+    offsets: Vec<usize>,
+    order: Vec<u32>,
+}
+
+impl Plan {
+    fn new(trace: &Trace) -> Plan {
+        let mut offsets = vec![0usize; trace.sessions.len() + 1];
+        for st in &trace.statements {
+            offsets[st.session as usize + 1] += 1;
+        }
+        for i in 1..offsets.len() {
+            offsets[i] += offsets[i - 1];
+        }
+        let mut fill = offsets.clone();
+        let mut order = vec![0u32; trace.statements.len()];
+        for (i, st) in trace.statements.iter().enumerate() {
+            let s = st.session as usize;
+            order[fill[s]] = i as u32;
+            fill[s] += 1;
+        }
+        Plan { offsets, order }
+    }
+
+    fn stmts(&self, session: u32) -> &[u32] {
+        let s = session as usize;
+        &self.order[self.offsets[s]..self.offsets[s + 1]]
+    }
+}
+
+struct Record {
+    idx: u32,
+    connection: i32,
+    start: Instant,
+    end: Instant,
+    code: Code,
+}
+
+struct Ctx {
+    trace: Arc<Trace>,
+    cfg: Config,
+    statement_timeout_ms: Option<u64>,
+    settings: Vec<Option<Arc<Settings>>>,
+    speed: Option<f64>,
+    /// Scheduled offset of each statement (ns since `base`).
+    scheduled_ns: Vec<i64>,
+    base: Instant,
+    timer: HrTimerHandle,
+    cancel: Arc<Cancel>,
+    plan: Plan,
+}
+
+impl Ctx {
+    fn deadline(&self, idx: u32) -> Instant {
+        self.base + Duration::from_nanos(self.scheduled_ns[idx as usize].max(0) as u64)
+    }
+
+    /// Sleeps until `at`; false if the replay was cancelled meanwhile.
+    async fn sleep_until(&self, at: Instant) -> bool {
+        tokio::select! {
+            _ = self.timer.sleep_until(at) => !self.cancel.is_cancelled(),
+            _ = self.cancel.cancelled() => false,
+        }
+    }
+
+    /// Runs statement `idx` on `conn` (connecting if needed) and sends its record;
+    /// false if the replay is over for this task (cancelled or the collector is gone).
+    async fn run_one(
+        &self,
+        conn: &mut Option<Conn>,
+        idx: u32,
+        slot: i32,
+        tx: &mpsc::Sender<Record>,
+    ) -> bool {
+        if self.speed.is_some() && !self.sleep_until(self.deadline(idx)).await {
+            return false;
+        }
+        if self.cancel.is_cancelled() {
+            return false;
+        }
+        if conn.as_ref().is_none_or(|c| c.broken) {
+            *conn = None;
+            match connect(&self.cfg, self.statement_timeout_ms).await {
+                Ok(c) => *conn = Some(c),
+                Err((code, _)) => {
+                    let now = Instant::now();
+                    let rec = Record {
+                        idx,
+                        connection: slot,
+                        start: now,
+                        end: now,
+                        code,
+                    };
+                    return tx.send(rec).await.is_ok();
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else {
+            return false;
+        };
+        let st = &self.trace.statements[idx as usize];
+        let settings = self
+            .settings
+            .get(st.template_id as usize)
+            .and_then(|s| s.as_deref());
+        match c.run(st, settings, &self.cancel).await {
+            Exec::Cancelled => false,
+            Exec::Done { start, end, code } => {
+                let rec = Record {
+                    idx,
+                    connection: slot,
+                    start,
+                    end,
+                    code,
+                };
+                tx.send(rec).await.is_ok()
+            }
+        }
+    }
+}
+
+/// One session on its own connection.
+async fn session_task(ctx: Arc<Ctx>, session: u32, conn: Option<Conn>, tx: mpsc::Sender<Record>) {
+    let mut conn = match conn {
+        Some(c) => Some(c),
+        None => connect(&ctx.cfg, ctx.statement_timeout_ms).await.ok(),
+    };
+    for &idx in ctx.plan.stmts(session) {
+        if !ctx.run_one(&mut conn, idx, session as i32, &tx).await {
+            break;
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+/// Sessions waiting for a worker, by the deadline (or trace offset) of their next statement.
+struct Pool {
+    state: Mutex<PoolState>,
+    notify: Notify,
+}
+
+struct PoolState {
+    /// (scheduled ns of the next statement, session, position in the session)
+    heap: BinaryHeap<Reverse<(i64, u32, usize)>>,
+    /// Sessions not yet finished.
+    remaining: usize,
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next due session, or None when all are done or the replay is cancelled.
+    async fn acquire(&self, ctx: &Ctx) -> Option<(u32, usize)> {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let wait = {
+                let mut st = self.lock();
+                if st.remaining == 0 || ctx.cancel.is_cancelled() {
+                    return None;
+                }
+                match st.heap.peek() {
+                    None => None,
+                    Some(&Reverse((key, _, _))) => {
+                        let at = ctx.base + Duration::from_nanos(key.max(0) as u64);
+                        if ctx.speed.is_none() || at <= Instant::now() {
+                            let Reverse((_, s, p)) = st.heap.pop()?;
+                            return Some((s, p));
+                        }
+                        Some(at)
+                    }
+                }
+            };
+            match wait {
+                None => tokio::select! {
+                    _ = &mut notified => {}
+                    _ = ctx.cancel.cancelled() => return None,
+                },
+                Some(at) => tokio::select! {
+                    _ = &mut notified => {}
+                    _ = ctx.timer.sleep_until(at) => {}
+                    _ = ctx.cancel.cancelled() => return None,
+                },
+            }
+        }
+    }
+
+    fn release(&self, key: i64, session: u32, pos: usize) {
+        self.lock().heap.push(Reverse((key, session, pos)));
+        self.notify.notify_one();
+    }
+
+    fn finish(&self) {
+        let mut st = self.lock();
+        st.remaining -= 1;
+        if st.remaining == 0 {
+            drop(st);
+            self.notify.notify_waiters();
+        }
+    }
+}
+
+/// One of `k` connections: takes a due session, runs its next statement, and keeps it
+/// while the session is inside a transaction block.
+async fn worker(
+    ctx: Arc<Ctx>,
+    pool: Arc<Pool>,
+    slot: i32,
+    conn: Option<Conn>,
+    tx: mpsc::Sender<Record>,
+) {
+    let mut conn = conn;
+    'sessions: while let Some((session, mut pos)) = pool.acquire(&ctx).await {
+        let stmts = ctx.plan.stmts(session);
+        loop {
+            if !ctx.run_one(&mut conn, stmts[pos], slot, &tx).await {
+                break 'sessions;
+            }
+            pos += 1;
+            if pos == stmts.len() {
+                if let Some(c) = conn.as_mut() {
+                    c.rollback_if_open().await;
+                }
+                pool.finish();
+                break;
+            }
+            let held = conn.as_ref().is_some_and(|c| c.in_txn && !c.broken);
+            if !held {
+                pool.release(ctx.scheduled_ns[stmts[pos] as usize], session, pos);
+                break;
+            }
+        }
+    }
+    if let Some(c) = conn {
+        c.close().await;
+    }
+}
+
+async fn connect_many(cfg: &Config, timeout_ms: Option<u64>, n: usize) -> Vec<Option<Conn>> {
+    stream::iter(0..n)
+        .map(|_| async move { connect(cfg, timeout_ms).await.ok() })
+        .buffered(CONNECT_PARALLELISM)
+        .collect()
+        .await
+}
+
+/// Checks the target and the per-template settings on one probe connection.
+async fn probe(cfg: &Config, opts: &ReplayOptions, n_templates: usize) -> Result<(), ReplayError> {
+    let conn = connect(cfg, opts.statement_timeout_ms)
+        .await
+        .map_err(|(_, msg)| ReplayError::Connect(msg))?;
+    let mut ids: Vec<_> = opts.template_settings.keys().copied().collect();
+    ids.sort();
+    let table = opts.settings_table(n_templates);
+    for id in ids {
+        let Some(s) = table.get(id as usize).and_then(|s| s.as_ref()) else {
+            continue;
+        };
+        let r = conn
+            .client()
+            .batch_execute(&format!("BEGIN; {}", s.set_local))
+            .await;
+        let _ = conn.client().batch_execute("ROLLBACK").await;
+        if let Err(e) = r {
+            let msg = e
+                .as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            return Err(ReplayError::InvalidOption(format!(
+                "template_settings[{id}]: the server refused {:?}: {msg}",
+                s.set_local
+            )));
+        }
+    }
+    conn.close().await;
+    Ok(())
+}
+
+fn scheduled_offsets(trace: &Trace, speed: Option<f64>) -> Vec<i64> {
+    let t0 = trace
+        .statements
+        .iter()
+        .map(|s| s.timestamp_us)
+        .min()
+        .unwrap_or(0);
+    trace
+        .statements
+        .iter()
+        .map(|s| {
+            let ns = (s.timestamp_us.saturating_sub(t0) as f64) * 1000.0;
+            match speed {
+                Some(f) => (ns / f) as i64,
+                None => ns as i64,
+            }
+        })
+        .collect()
+}
+
+pub async fn run(
+    trace: Arc<Trace>,
+    cfg: Config,
+    opts: ReplayOptions,
+    done: Arc<AtomicU64>,
+    cancel: Arc<Cancel>,
+) -> Result<ReplayResult, ReplayError> {
+    probe(&cfg, &opts, trace.templates.len()).await?;
+    let timer = HrTimer::start()
+        .map_err(|e| ReplayError::Internal(format!("cannot start the timer thread: {e}")))?;
+    let n = trace.statements.len();
+    let n_sessions = trace.sessions.len();
+    let scheduled_ns = scheduled_offsets(&trace, opts.speed);
+    let plan = Plan::new(&trace);
+    let first_of = |s: u32| plan.stmts(s).first().map(|&i| scheduled_ns[i as usize]);
+    let ahead = CONNECT_AHEAD.as_nanos() as i64;
+
+    // Warm-up: open the connections needed at the start before the clock starts.
+    let mut pool_state = None;
+    let mut late_sessions: Vec<(i64, u32)> = Vec::new();
+    let initial: Vec<Option<Conn>>;
+    let mut early_sessions: Vec<u32> = Vec::new();
+    match opts.concurrency {
+        Some(k) => {
+            let mut heap = BinaryHeap::new();
+            let mut remaining = 0;
+            for s in 0..n_sessions as u32 {
+                if let Some(key) = first_of(s) {
+                    heap.push(Reverse((key, s, 0usize)));
+                    remaining += 1;
+                }
+            }
+            let k = k.min(remaining.max(1));
+            initial = connect_many(&cfg, opts.statement_timeout_ms, k).await;
+            pool_state = Some(PoolState { heap, remaining });
+        }
+        None => {
+            for s in 0..n_sessions as u32 {
+                match first_of(s) {
+                    Some(key) if opts.speed.is_none() || key < ahead => early_sessions.push(s),
+                    Some(key) => late_sessions.push((key, s)),
+                    None => {}
+                }
+            }
+            late_sessions.sort_unstable();
+            initial = connect_many(&cfg, opts.statement_timeout_ms, early_sessions.len()).await;
+        }
+    }
+
+    let base = Instant::now();
+    let ctx = Arc::new(Ctx {
+        trace: trace.clone(),
+        cfg,
+        statement_timeout_ms: opts.statement_timeout_ms,
+        settings: opts.settings_table(trace.templates.len()),
+        speed: opts.speed,
+        scheduled_ns,
+        base,
+        timer: timer.handle(),
+        cancel,
+        plan,
+    });
+    let (tx, mut rx) = mpsc::channel::<Record>(CHANNEL_CAPACITY);
+    let mut tasks = JoinSet::new();
+    match pool_state {
+        Some(state) => {
+            let pool = Arc::new(Pool {
+                state: Mutex::new(state),
+                notify: Notify::new(),
+            });
+            for (slot, conn) in initial.into_iter().enumerate() {
+                tasks.spawn(worker(
+                    ctx.clone(),
+                    pool.clone(),
+                    slot as i32,
+                    conn,
+                    tx.clone(),
+                ));
+            }
+        }
+        None => {
+            for (s, conn) in early_sessions.into_iter().zip(initial) {
+                tasks.spawn(session_task(ctx.clone(), s, conn, tx.clone()));
+            }
+            if !late_sessions.is_empty() {
+                // The spawner starts each later session shortly before its first statement,
+                // so connections are not all opened up front.
+                let (ctx2, tx2) = (ctx.clone(), tx.clone());
+                tasks.spawn(async move {
+                    let mut set = JoinSet::new();
+                    for (key, s) in late_sessions {
+                        let at = ctx2.base + Duration::from_nanos((key - ahead).max(0) as u64);
+                        if !ctx2.sleep_until(at).await {
+                            break;
+                        }
+                        set.spawn(session_task(ctx2.clone(), s, None, tx2.clone()));
+                        while set.try_join_next().is_some() {}
+                    }
+                    drop(tx2);
+                    while set.join_next().await.is_some() {}
+                });
+            }
+        }
+    }
+    drop(tx);
+
+    let mut res = ReplayResult {
+        template_id: trace.statements.iter().map(|s| s.template_id).collect(),
+        session: trace.statements.iter().map(|s| s.session).collect(),
+        connection: vec![-1; n],
+        scheduled_ns: ctx.scheduled_ns.clone(),
+        start_ns: vec![-1; n],
+        end_ns: vec![-1; n],
+        sqlstate: vec![OK; n],
+        ..Default::default()
+    };
+    let rel = |t: Instant| t.saturating_duration_since(base).as_nanos() as i64;
+    while let Some(r) = rx.recv().await {
+        let i = r.idx as usize;
+        res.connection[i] = r.connection;
+        res.start_ns[i] = rel(r.start);
+        res.end_ns[i] = rel(r.end);
+        res.sqlstate[i] = r.code;
+        res.executed += 1;
+        res.elapsed_ns = res.elapsed_ns.max(res.end_ns[i]);
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    while tasks.join_next().await.is_some() {}
+    res.cancelled = ctx.cancel.is_cancelled();
+    drop(ctx);
+    drop(timer);
+    Ok(res)
+}

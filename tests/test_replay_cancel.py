@@ -1,0 +1,86 @@
+"""Cancelling a replay (handle.cancel, Ctrl-C) stops it promptly and leaves nothing running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+import dbgym
+from dbgym import _core
+from tests.replay_server import Server, throwaway_server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    with throwaway_server() as s:
+        yield s
+
+
+def sleeping_trace(sessions: int, per_session: int) -> _core.Trace:
+    n = sessions * per_session
+    return _core.trace_from_statements(
+        [f"s{i % sessions}" for i in range(n)],
+        [0] * n,
+        ["SELECT pg_sleep(30)"] * n,
+    )
+
+
+def replay_backends(server: Server) -> int:
+    with psycopg.connect(server.dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def wait_for_backends(server: Server, expected: int, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    n = replay_backends(server)
+    while n != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+        n = replay_backends(server)
+    return n
+
+
+def test_cancel_stops_in_flight_statements_and_closes_connections(server: Server) -> None:
+    h = _core.replay_start(sleeping_trace(3, 2), server.dsn, speed=None)
+    assert wait_for_backends(server, 3) == 3
+    t0 = time.monotonic()
+    h.cancel()
+    assert h.wait(10.0)
+    assert time.monotonic() - t0 < 5.0
+    r = h.result()
+    assert r["cancelled"] is True
+    assert r["executed"] == 0  # the cancelled statements are not recorded as run
+    assert wait_for_backends(server, 0) == 0
+
+
+def test_ctrl_c_interrupts_replay_and_cleans_up(server: Server) -> None:
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        dbgym.replay(sleeping_trace(2, 3), server.dsn, speed=None, progress=False)
+    assert time.monotonic() - t0 < 6.0
+    assert wait_for_backends(server, 0) == 0
+
+
+def test_progress_counter_advances(server: Server) -> None:
+    n = 40
+    trace = _core.trace_from_statements(["a"] * n, [i * 5_000 for i in range(n)], ["SELECT 1"] * n)
+    h = _core.replay_start(trace, server.dsn, speed=1.0)
+    assert h.total == n
+    seen = []
+    while not h.wait(0.03):
+        seen.append(h.done())
+    assert h.done() == n
+    assert any(0 < s < n for s in seen), seen
+    assert h.result()["executed"] == n
