@@ -11,6 +11,7 @@
 //! errors onto the exception classes of `dbgym.errors`.
 
 pub mod replay;
+pub mod tpch;
 pub mod trace;
 
 #[cfg(feature = "python")]

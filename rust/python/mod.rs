@@ -5,6 +5,7 @@ use pyo3::prelude::*;
 
 mod errors;
 mod replay;
+mod tpch;
 mod trace;
 
 #[pymodule]
@@ -12,5 +13,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     trace::register(m)?;
     replay::register(m)?;
+    tpch::register(m)?;
     Ok(())
 }

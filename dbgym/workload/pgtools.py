@@ -1,0 +1,98 @@
+"""Finding and running PostgreSQL client programs (pgbench, pg_dump, pg_restore, psql)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from dbgym.errors import WorkloadError
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", path.parent.name)) or (0,)
+
+
+def find_client(name: str, bin_dir: Path | str | None = None) -> Path:
+    """Path of client program `name`: from `bin_dir`, `DBGYM_PG_BIN`, `pg_config --bindir`,
+    the newest /usr/lib/postgresql/*/bin, or PATH, in that order."""
+    candidates: list[Path] = []
+    for d in (bin_dir, os.environ.get("DBGYM_PG_BIN")):
+        if d:
+            candidates.append(Path(d) / name)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
+            )
+            candidates.append(Path(out.stdout.strip()) / name)
+    versioned = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_version_key, reverse=True
+    )
+    candidates.extend(versioned)
+    found = shutil.which(name)
+    if found:
+        candidates.append(Path(found))
+    for c in candidates:
+        if c.is_file() and os.access(c, os.X_OK):
+            return c
+    raise WorkloadError(
+        f"PostgreSQL client program {name!r} not found (looked in: "
+        + ", ".join(str(c) for c in candidates)
+        + "); install postgresql-client or set DBGYM_PG_BIN"
+    )
+
+
+def run_streaming(
+    argv: Sequence[str | Path],
+    *,
+    what: str,
+    on_line: Callable[[str], None] | None = None,
+    stdin: int | None = None,
+    env: dict[str, str] | None = None,
+) -> list[str]:
+    """Runs `argv`, feeding each stderr/stdout line to `on_line`; returns the last lines.
+
+    Raises WorkloadError naming `what` with the tail of the output when the program fails;
+    on Ctrl-C (or any exception) the program is terminated before the exception propagates.
+    """
+    proc = subprocess.Popen(
+        [str(a) for a in argv],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=env,
+    )
+    tail: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            tail = [*tail[-19:], line]
+            if on_line is not None:
+                on_line(line)
+        code = proc.wait()
+    except BaseException:
+        terminate(proc)
+        raise
+    if code != 0:
+        raise WorkloadError(f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail))
+    return tail
+
+
+def terminate(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Stops `proc` (SIGTERM, then SIGKILL after 5 s) and reaps it."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,290 @@
+//! Python surface of the built-in benchmarks: `dbgym._core.TpchGenerator`, the TPC-H queries
+//! and the TPC-H / pgbench traces.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::errors::dbgym_error;
+use super::trace::PyTrace;
+use crate::tpch::load::{self, LoadOptions, Progress};
+use crate::tpch::{pgbench, queries, Generator, Table, TpchError};
+
+fn workload_error(py: Python<'_>, e: TpchError) -> PyErr {
+    dbgym_error(py, "WorkloadError", e.to_string())
+}
+
+fn tables_of(py: Python<'_>, names: Option<Vec<String>>) -> PyResult<Vec<Table>> {
+    match names {
+        None => Ok(Table::ALL.to_vec()),
+        Some(names) => names
+            .iter()
+            .map(|n| Table::from_name(n).map_err(|e| workload_error(py, e)))
+            .collect(),
+    }
+}
+
+/// A deterministic TPC-H data generator at one scale factor and seed.
+#[pyclass(name = "TpchGenerator", module = "dbgym._core", frozen)]
+pub struct PyTpchGenerator {
+    inner: Arc<Generator>,
+}
+
+#[pymethods]
+impl PyTpchGenerator {
+    #[new]
+    fn new(py: Python<'_>, scale: f64, seed: u64) -> PyResult<Self> {
+        let gen = py
+            .detach(|| Generator::new(scale, seed))
+            .map_err(|e| workload_error(py, e))?;
+        Ok(PyTpchGenerator {
+            inner: Arc::new(gen),
+        })
+    }
+
+    #[getter]
+    fn scale(&self) -> f64 {
+        self.inner.scale
+    }
+
+    #[getter]
+    fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    /// Row count of each table (lineitem counted by drawing every order's line count).
+    fn rows(&self, py: Python<'_>) -> HashMap<String, u64> {
+        let gen = self.inner.clone();
+        py.detach(move || {
+            Table::ALL
+                .iter()
+                .map(|t| (t.name().to_string(), gen.rows(*t)))
+                .collect()
+        })
+    }
+
+    /// COPY text of a table, or of its generation units `[start, end)` (rows; orders for
+    /// lineitem, parts for partsupp). Generated in parallel without the GIL.
+    #[pyo3(signature = (table, start=None, end=None))]
+    fn table<'py>(
+        &self,
+        py: Python<'py>,
+        table: &str,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let t = Table::from_name(table).map_err(|e| workload_error(py, e))?;
+        let units = self.inner.units(t);
+        let (start, end) = (start.unwrap_or(0), end.unwrap_or(units).min(units));
+        if start > end {
+            return Err(dbgym_error(
+                py,
+                "WorkloadError",
+                format!("unit range [{start}, {end}) of {table} is empty or reversed"),
+            ));
+        }
+        let gen = self.inner.clone();
+        let data = py.detach(move || {
+            if start == 0 && end == units {
+                gen.table(t)
+            } else {
+                let mut out = Vec::new();
+                gen.write(t, start..end, &mut out);
+                out
+            }
+        });
+        Ok(PyBytes::new(py, &data))
+    }
+
+    /// Streams `tables` (default all) into the existing, empty tables of `dsn` with one
+    /// COPY per table over `workers` connections. `progress(rows: dict[str, int])` is called
+    /// about every 0.1 s; Ctrl-C (or an exception from `progress`) aborts the running COPYs.
+    /// Returns the rows loaded per table.
+    #[pyo3(signature = (dsn, tables=None, workers=2, chunk_bytes=1048576, schema=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn load(
+        &self,
+        py: Python<'_>,
+        dsn: String,
+        tables: Option<Vec<String>>,
+        workers: usize,
+        chunk_bytes: u64,
+        schema: Option<String>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<HashMap<String, u64>> {
+        let tables = tables_of(py, tables)?;
+        let opts = LoadOptions {
+            workers,
+            chunk_bytes: chunk_bytes.max(4096),
+            schema,
+        };
+        let state = Arc::new(Progress::default());
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        // Receiver is not Sync; the GIL-free closures below borrow it through a mutex.
+        let rx = Mutex::new(rx);
+        let recv = |timeout: Option<Duration>| {
+            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
+            match timeout {
+                Some(t) => rx.recv_timeout(t),
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            }
+        };
+        let worker = {
+            let (gen, state, cancel, tables) = (
+                self.inner.clone(),
+                state.clone(),
+                cancel.clone(),
+                tables.clone(),
+            );
+            std::thread::spawn(move || {
+                let r = load::load(&dsn, &gen, &tables, &opts, &state, &cancel);
+                let _ = tx.send(r);
+            })
+        };
+        let snapshot = || -> PyResult<Bound<'_, PyDict>> {
+            let d = PyDict::new(py);
+            for t in &tables {
+                d.set_item(t.name(), state.rows(*t))?;
+            }
+            Ok(d)
+        };
+        let outcome = loop {
+            let got = py.detach(|| recv(Some(Duration::from_millis(100))));
+            match got {
+                Ok(r) => break Ok(r),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    break Ok(Err(TpchError::Load {
+                        table: "?".to_string(),
+                        message: "loader thread ended without a result".to_string(),
+                    }))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+            let interrupted = py.check_signals().and_then(|()| match &progress {
+                Some(cb) => cb.call1(py, (snapshot()?,)).map(|_| ()),
+                None => Ok(()),
+            });
+            if let Err(e) = interrupted {
+                break Err(e);
+            }
+        };
+        match outcome {
+            Ok(result) => {
+                let _ = worker.join();
+                result.map_err(|e| workload_error(py, e))?;
+                if let Some(cb) = &progress {
+                    cb.call1(py, (snapshot()?,))?;
+                }
+                Ok(tables
+                    .iter()
+                    .map(|t| (t.name().to_string(), state.rows(*t)))
+                    .collect())
+            }
+            Err(e) => {
+                // Interrupted: abort the COPYs and wait until the connections are gone.
+                cancel.store(true, Ordering::Relaxed);
+                py.detach(|| {
+                    let _ = recv(None);
+                    let _ = worker.join();
+                });
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Query `number` (1..=22) with qgen-style parameters drawn for `(seed, stream)`.
+#[pyfunction]
+#[pyo3(signature = (number, scale=1.0, seed=0, stream=0))]
+fn tpch_query(
+    py: Python<'_>,
+    number: usize,
+    scale: f64,
+    seed: u64,
+    stream: u64,
+) -> PyResult<String> {
+    queries::query(number, scale, seed, stream).map_err(|e| workload_error(py, e))
+}
+
+/// The template of query `number` (1..=22), parameters written `[NAME]`.
+#[pyfunction]
+fn tpch_template(py: Python<'_>, number: usize) -> PyResult<&'static str> {
+    queries::template(number).map_err(|e| workload_error(py, e))
+}
+
+/// A TPC-H workload trace: one session per stream, template id = query number - 1.
+#[pyfunction]
+#[pyo3(signature = (scale, seed, streams=1, queries=None, shuffle=true))]
+fn tpch_trace(
+    py: Python<'_>,
+    scale: f64,
+    seed: u64,
+    streams: u32,
+    queries: Option<Vec<usize>>,
+    shuffle: bool,
+) -> PyResult<PyTrace> {
+    let queries = queries.unwrap_or_else(|| (1..=22).collect());
+    let trace = py
+        .detach(|| queries::trace(scale, seed, streams, &queries, shuffle))
+        .map_err(|e| workload_error(py, e))?;
+    Ok(PyTrace {
+        inner: Arc::new(trace),
+    })
+}
+
+/// A pgbench workload trace (`script`: "tpcb-like" | "select-only"), one session per client.
+#[pyfunction]
+#[pyo3(signature = (script, scale, clients, transactions, protocol="simple", rate=None, seed=0))]
+#[allow(clippy::too_many_arguments)]
+fn pgbench_trace(
+    py: Python<'_>,
+    script: &str,
+    scale: u32,
+    clients: u32,
+    transactions: u32,
+    protocol: &str,
+    rate: Option<f64>,
+    seed: u64,
+) -> PyResult<PyTrace> {
+    let script = pgbench::Script::from_name(script).map_err(|e| workload_error(py, e))?;
+    let extended = match protocol {
+        "simple" => false,
+        "extended" => true,
+        other => {
+            return Err(dbgym_error(
+                py,
+                "WorkloadError",
+                format!("pgbench protocol must be \"simple\" or \"extended\", got {other:?}"),
+            ))
+        }
+    };
+    let opts = pgbench::Options {
+        script,
+        scale,
+        clients,
+        transactions,
+        extended,
+        rate,
+        seed,
+    };
+    let trace = py
+        .detach(|| pgbench::trace(&opts))
+        .map_err(|e| workload_error(py, e))?;
+    Ok(PyTrace {
+        inner: Arc::new(trace),
+    })
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyTpchGenerator>()?;
+    m.add_function(wrap_pyfunction!(tpch_query, m)?)?;
+    m.add_function(wrap_pyfunction!(tpch_template, m)?)?;
+    m.add_function(wrap_pyfunction!(tpch_trace, m)?)?;
+    m.add_function(wrap_pyfunction!(pgbench_trace, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+"""The TPC-H generator, query substitution and benchmark traces (no server needed)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from dbgym import _core
+from dbgym.errors import WorkloadError
+from dbgym.workload import benchmarks
+from dbgym.workload.benchmarks import pgbench, tpch
+
+SPEC_SF_001 = {
+    "region": 5,
+    "nation": 25,
+    "supplier": 100,
+    "customer": 1_500,
+    "part": 2_000,
+    "partsupp": 8_000,
+    "orders": 15_000,
+}
+
+
+def test_row_counts_follow_the_spec_and_match_the_copy_text() -> None:
+    gen = _core.TpchGenerator(0.01, 1)
+    rows = gen.rows()
+    for table, n in SPEC_SF_001.items():
+        assert rows[table] == n, table
+    assert 15_000 <= rows["lineitem"] <= 7 * 15_000
+    assert abs(rows["lineitem"] / 15_000 - 4.0) < 0.1  # 1..7 lines, 4 on average
+    for table in tpch.TABLES:
+        assert gen.table(table).count(b"\n") == rows[table], table
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    def digests(seed: int) -> dict[str, str]:
+        gen = _core.TpchGenerator(0.01, seed)
+        return {t: hashlib.sha256(gen.table(t)).hexdigest() for t in tpch.TABLES}
+
+    a, b, c = digests(7), digests(7), digests(8)
+    assert a == b
+    assert all(a[t] != c[t] for t in tpch.TABLES if t not in ("region", "nation"))
+    gen = _core.TpchGenerator(0.01, 7)
+    whole = gen.table("lineitem")
+    pieces = gen.table("lineitem", 0, 5000) + gen.table("lineitem", 5000, None)
+    assert whole == pieces, "unit ranges concatenate to the whole table"
+
+
+def test_bad_generator_input_raises_workload_errors() -> None:
+    with pytest.raises(WorkloadError, match="scale factor"):
+        _core.TpchGenerator(0.0, 1)
+    gen = _core.TpchGenerator(0.01, 1)
+    with pytest.raises(WorkloadError, match='unknown TPC-H table "items"'):
+        gen.table("items")
+    with pytest.raises(WorkloadError, match="reversed"):
+        gen.table("orders", 10, 5)
+    with pytest.raises(WorkloadError, match=r"1\.\.=22"):
+        _core.tpch_query(23)
+    with pytest.raises(WorkloadError, match="scale must be in"):
+        tpch.trace(scale=1000)
+
+
+def test_queries_are_substituted_and_seeded() -> None:
+    qs = tpch.queries(scale=0.1, seed=3)
+    assert len(qs) == 22
+    assert all("[" not in q for q in qs)
+    assert qs == tpch.queries(scale=0.1, seed=3)
+    assert sum(q != r for q, r in zip(qs, tpch.queries(scale=0.1, seed=4), strict=True)) >= 20
+    assert "0.0010000000" in qs[10], "Q11 fraction is 0.0001 / SF"
+    assert "[DELTA]" in _core.tpch_template(1)
+
+
+def test_tpch_trace_one_session_per_stream() -> None:
+    t = benchmarks.trace("tpch", scale=0.1, seed=5, streams=4)
+    assert len(t) == 4 * 22
+    t2 = benchmarks.trace("tpch", scale=0.1, seed=5, streams=1, queries=[1, 6], shuffle=False)
+    assert len(t2) == 2
+
+
+def test_pgbench_trace_and_bad_options() -> None:
+    t = pgbench.trace("tpcb-like", scale=2, clients=3, transactions=10, protocol="extended")
+    assert len(t) == 7 * 3 * 10
+    assert len(benchmarks.trace("pgbench", script="select-only", clients=2, transactions=5)) == 10
+    with pytest.raises(WorkloadError, match="unknown pgbench script"):
+        pgbench.trace("tpcc")
+    with pytest.raises(WorkloadError, match="protocol"):
+        pgbench.trace(protocol="prepared")
+    with pytest.raises(WorkloadError, match="clients"):
+        pgbench.trace(clients=0)
+    with pytest.raises(WorkloadError, match="unknown benchmark 'tpcc'"):
+        benchmarks.trace("tpcc")
+    with pytest.raises(WorkloadError, match="bad options"):
+        benchmarks.trace("tpch", sf=1)
