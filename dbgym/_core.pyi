@@ -38,6 +38,7 @@ def trace_from_statements(
     sql: list[str],
     params: list[list[str | None]] | None = None,
     template_ids: list[int] | None = None,
+) -> Trace: ...
 
 # --- built-in benchmarks (rust/python/tpch.rs) ---
 
