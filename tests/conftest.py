@@ -39,7 +39,14 @@ def docker_unavailable_reason() -> str | None:
     try:
         client.images.get(DEFAULT_IMAGE)
     except docker.errors.ImageNotFound:
-        return f"image {DEFAULT_IMAGE} not present (build it: dbgym docker build-image)"
+        # A fresh machine: build it once for the session (offline, about a minute).
+        from dbgym.dbms.image_build import build_image
+        from dbgym.errors import DbgymError
+
+        try:
+            build_image(DEFAULT_IMAGE, show_progress=False)
+        except DbgymError as exc:
+            return f"image {DEFAULT_IMAGE} not present and cannot be built here: {exc}"
     return None
 
 

@@ -1,0 +1,495 @@
+"""The docker backend: one container per instance, the data directory on the host.
+
+The instance's workdir is bind-mounted at the same path inside the container, so every
+path the core writes (data directory, socket directory, log) means the same on both
+sides. The container's main process (under docker-init) is a tiny shell supervisor
+(`SUPERVISOR`) that reads one-line commands from a FIFO in `workdir/run`:
+
+    start N        spawn `postgres -D <datadir> ...` as attempt N; write run/pid.N, and
+                   run/exited.N when it has exited
+    stop SIG PID   send SIG to the postmaster PID (INT: fast, QUIT: immediate, KILL)
+
+so restarting the server costs a FIFO write instead of a container restart or a
+`docker exec` round trip: restore-to-ready is as fast as the local backend's. The host
+sees readiness in `data/postmaster.pid` (the core polls it) and the end of a server in
+`run/exited.N`.
+
+The server listens on port 5432 inside the container, published on 127.0.0.1:<port>
+only; pg_hba admits TCP only from the bridge gateway (where the published port's
+connections come from). Files keep the image's postgres uid (999) when the caller is
+root; otherwise the container runs as the caller's uid (a generated /etc/passwd is
+mounted so initdb knows the user). Containers carry labels naming the workdir and the
+owner process, so `dbgym clean` finds those whose owner died. No image entrypoint is
+ever run, so the official postgres image's temporary init server never exists; the
+server that becomes "ready" is ours, and clients log in with a password only it has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from dbgym.dbms import procs
+from dbgym.dbms.backend import Backend, BackendOptions, DoctorReport, StopMode
+from dbgym.dbms.docker_image import ImageInfo, image_info
+from dbgym.dbms.images import DEFAULT_IMAGE
+from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
+
+CONTAINER_PORT = 5432
+LABEL_WORKDIR = "dbgym.workdir"
+LABEL_INSTANCE = "dbgym.instance"
+LABEL_OWNER_PID = "dbgym.owner_pid"
+LABEL_OWNER_START = "dbgym.owner_start_time"
+LABEL_OWNER_HOST = "dbgym.owner_host"
+LABEL_BOOT_ID = "dbgym.boot_id"
+LABEL_ROLE = "dbgym.role"
+_SIGNALS = {"fast": "INT", "immediate": "QUIT"}
+_DEFAULT_SHM = 1 << 30  # PostgreSQL's parallel query uses /dev/shm; docker's default is 64MB
+
+SUPERVISOR = r"""
+run="$1"; log="$2"; shift 2
+while :; do
+  while read -r cmd a b; do
+    case "$cmd" in
+      start) ( ( "$@" >>"$log" 2>&1 &
+                 echo "$!" > "$run/pid.$a.tmp"; mv "$run/pid.$a.tmp" "$run/pid.$a"
+                 wait "$!"; echo "$?" > "$run/exited.$a" ) & ) ;;
+      stop) kill -"$a" "$b" 2>/dev/null ;;
+    esac
+  done < "$run/control"
+done
+"""
+
+
+def _client(timeout: int = 60) -> Any:
+    from dbgym.dbms.image_build import docker_client
+
+    return docker_client(timeout)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _owner_labels() -> dict[str, str]:
+    pid = os.getpid()
+    return {
+        LABEL_OWNER_PID: str(pid),
+        LABEL_OWNER_START: str(procs.start_time(pid)),
+        LABEL_OWNER_HOST: socket.gethostname(),
+        LABEL_BOOT_ID: _boot_id(),
+    }
+
+
+def _owner_dead(labels: dict[str, str]) -> bool:
+    """True only when the labels prove the owner process (on this machine) is gone."""
+    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
+        return False
+    if labels.get(LABEL_BOOT_ID) and labels.get(LABEL_BOOT_ID) != _boot_id():
+        return True  # rebooted since: every process of that boot is gone
+    try:
+        pid = int(labels[LABEL_OWNER_PID])
+    except (KeyError, ValueError):
+        return False
+    start = labels.get(LABEL_OWNER_START)
+    return not procs.is_alive(pid, int(start) if start and start.isdigit() else None)
+
+
+class DockerBackend(Backend):
+    name = "docker"
+
+    def __init__(self, options: BackendOptions) -> None:
+        self.client = _client()
+        self.image: ImageInfo = image_info(self.client, options.image or DEFAULT_IMAGE)
+        self.cpus = options.cpus
+        self.memory = options.memory
+        if self.cpus is not None and not self.cpus > 0:
+            raise DbgymError(f"cpus={self.cpus!r}: must be a positive number of CPUs")
+        self._tag = uuid.uuid4().hex[:12]
+        self._workdir: Path | None = None
+        self._run: Path | None = None
+        self._container: Any = None
+        self._port: int | None = None
+        self._attempt = 0
+        self._log_offset = 0
+        self._next_state_check = 0.0
+        is_root = os.geteuid() == 0
+        self.uid = self.image.uid if is_root else os.geteuid()
+        self.gid = self.image.gid if is_root else os.getegid()
+        self._passwd: Path | None = None  # mounted as /etc/passwd when not root
+
+    # -- set-up -----------------------------------------------------------------------
+    @property
+    def bin_dir(self) -> Path | None:
+        """Host binaries of the image's major version (pgbench/psql), if installed here."""
+        from dbgym.dbms.binaries import find_binaries
+
+        try:
+            found = find_binaries()
+        except BackendUnavailableError:
+            return None
+        return found.bin_dir if found.major == self.image.pg_major else None
+
+    @property
+    def container(self) -> Any:
+        return self._container
+
+    def prepare(self, workdir: Path) -> None:
+        self._workdir = workdir
+        self._run = workdir / "run"
+        self._run.mkdir(mode=0o700, exist_ok=True)
+        fifo = self._run / "control"
+        if not fifo.exists():
+            os.mkfifo(fifo, 0o600)
+        if os.geteuid() != 0:
+            self._passwd = self._run / "passwd"
+            self._passwd.write_text(
+                f"root:x:0:0:root:/root:/bin/sh\n"
+                f"postgres:x:{self.uid}:{self.gid}:dbgym:/tmp:/bin/sh\n"
+            )
+            self._passwd.chmod(0o644)
+        for path in (workdir, self._run, fifo):
+            if os.geteuid() == 0:
+                os.chown(path, self.uid, self.gid)
+        os.chmod(workdir, 0o700)
+
+    def datadir_owner(self) -> tuple[int, int] | None:
+        return (self.uid, self.gid) if os.geteuid() == 0 else None
+
+    def hba_client_cidrs(self) -> list[str]:
+        """Connections to the published port reach the server from the bridge's gateway:
+        that address when docker names it, else the bridge's subnet (password auth still
+        applies, and the port is published on 127.0.0.1 only)."""
+        try:
+            ipam = self.client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot read docker's bridge network: {exc}") from exc
+        cidrs = []
+        for cfg in ipam:
+            gw, subnet = cfg.get("Gateway"), cfg.get("Subnet")
+            if gw:
+                cidrs.append(f"{gw}/128" if ":" in gw else f"{gw}/32")
+            elif subnet:
+                cidrs.append(subnet)
+        if not cidrs:
+            raise BackendUnavailableError("docker's bridge network has no IPv4/IPv6 subnet")
+        return cidrs
+
+    def _volumes(self) -> dict[str, dict[str, str]]:
+        assert self._workdir is not None, "prepare() first"
+        volumes = {str(self._workdir): {"bind": str(self._workdir), "mode": "rw"}}
+        if self._passwd is not None:
+            volumes[str(self._passwd)] = {"bind": "/etc/passwd", "mode": "ro"}
+        return volumes
+
+    def _labels(self, role: str) -> dict[str, str]:
+        assert self._workdir is not None
+        return {
+            LABEL_INSTANCE: self._tag,
+            LABEL_WORKDIR: str(self._workdir),
+            LABEL_ROLE: role,
+            **_owner_labels(),
+        }
+
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
+        """Run initdb in a one-off container of the image (same mounts and user)."""
+        assert self._workdir is not None, "prepare() first"
+        cmd = [
+            "initdb",
+            "-D",
+            str(datadir),
+            "-U",
+            superuser,
+            f"--pwfile={pwfile}",
+            "--auth=scram-sha-256",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-sync",
+            "--no-instructions",
+        ]
+        container = self.client.containers.create(
+            self.image.image_id,
+            entrypoint=cmd[:1],
+            command=cmd[1:],
+            user=f"{self.uid}:{self.gid}",
+            working_dir=str(self._workdir),
+            volumes=self._volumes(),
+            labels=self._labels("initdb"),
+            network_disabled=True,
+            environment={"LC_ALL": "C", "LANG": "C"},
+        )
+        try:
+            container.start()
+            status = container.wait(timeout=300)
+            code = int(status.get("StatusCode", -1))
+            if code != 0:
+                out = container.logs().decode(errors="replace").strip().splitlines()
+                raise PostgresStartError(
+                    f"initdb in {self.image.name} failed (exit {code})", out[-30:]
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                container.remove(force=True, v=True)
+
+    # -- the container ----------------------------------------------------------------
+    def _create_container(self, datadir: Path, port: int) -> None:
+        import docker.errors
+
+        assert self._workdir is not None and self._run is not None
+        server = [
+            "postgres",
+            "-D",
+            str(datadir),
+            "-c",
+            f"port={CONTAINER_PORT}",
+            "-c",
+            "listen_addresses=*",
+            "-c",
+            f"unix_socket_directories={self._run}",
+            "-c",
+            "unix_socket_permissions=0700",
+            "-c",
+            "logging_collector=off",
+            "-c",
+            "log_destination=stderr",
+        ]
+        kwargs: dict[str, Any] = {}
+        if self.cpus is not None:
+            kwargs["nano_cpus"] = int(self.cpus * 1e9)
+        if self.memory is not None:
+            kwargs["mem_limit"] = self.memory
+        try:
+            self._container = self.client.containers.create(
+                self.image.image_id,
+                entrypoint=["/bin/sh", "-c", SUPERVISOR, "dbgym-supervisor"],
+                command=[str(self._run), str(self._workdir / "server.log"), *server],
+                user=f"{self.uid}:{self.gid}",
+                working_dir=str(self._workdir),
+                init=True,
+                volumes=self._volumes(),
+                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                labels=self._labels("server"),
+                name=f"dbgym-{self._tag}",
+                environment={"LC_ALL": "C", "LANG": "C"},
+                shm_size=_DEFAULT_SHM,
+                **kwargs,
+            )
+        except docker.errors.APIError as exc:
+            raise PostgresStartError(f"cannot create the container: {exc}") from exc
+        self._port = port
+        try:
+            self._container.start()
+        except docker.errors.APIError as exc:
+            self._remove_container()
+            msg = str(exc)
+            lines = [msg]
+            if "allocated" in msg or "address already in use" in msg:
+                lines.append(f"port {port} is already in use")  # the core retries another
+            raise PostgresStartError(f"cannot start the container: {msg}", lines) from exc
+
+    def _remove_container(self) -> None:
+        import docker.errors
+
+        container, self._container, self._port = self._container, None, None
+        if container is not None:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+
+    def _container_running(self) -> bool:
+        import docker.errors
+
+        if self._container is None:
+            return False
+        try:
+            self._container.reload()
+        except docker.errors.NotFound:
+            return False
+        return bool(self._container.status == "running")
+
+    def _send(self, line: str, timeout: float = 30.0) -> None:
+        """Write one command line to the supervisor's FIFO (waits until it listens)."""
+        assert self._run is not None
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                fd = os.open(self._run / "control", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO:  # ENXIO: no reader yet (container starting)
+                    raise
+                if time.monotonic() > deadline or not self._container_running():
+                    logs = ""
+                    if self._container is not None:
+                        with contextlib.suppress(Exception):
+                            logs = self._container.logs(tail=20).decode(errors="replace")
+                    raise PostgresStartError(
+                        f"the container's supervisor does not listen ({line.split()[0]})",
+                        logs.splitlines(),
+                    ) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+                continue
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+            return
+
+    # -- running ----------------------------------------------------------------------
+    def start(self, datadir: Path, port: int) -> None:
+        assert self._run is not None, "prepare() first"
+        if self.is_running():
+            raise PostgresStartError("server already running")
+        if self._container is not None and self._port != port:
+            self._remove_container()  # the published port is fixed per container
+        if self._container is not None and not self._container_running():
+            self._remove_container()
+        if self._container is None:
+            self._create_container(datadir, port)
+        log = self._workdir / "server.log" if self._workdir else None
+        self._log_offset = log.stat().st_size if log is not None and log.exists() else 0
+        self._attempt += 1
+        for pattern in ("exited.*", "pid.*"):
+            for stale in self._run.glob(pattern):
+                stale.unlink(missing_ok=True)
+        self._send(f"start {self._attempt}")
+        self._next_state_check = time.monotonic() + 1.0
+
+    def _exited(self) -> bool:
+        assert self._run is not None
+        return (self._run / f"exited.{self._attempt}").exists()
+
+    def is_running(self) -> bool:
+        if self._attempt == 0 or self._container is None or self._run is None:
+            return False
+        if self._exited():
+            return False
+        now = time.monotonic()
+        if now >= self._next_state_check:  # the container itself may have died (OOM kill)
+            self._next_state_check = now + 1.0
+            if not self._container_running():
+                return False
+        return True
+
+    def _server_pid(self, timeout: float) -> int | None:
+        """The postmaster's pid inside the container, once the supervisor wrote it."""
+        assert self._run is not None
+        path = self._run / f"pid.{self._attempt}"
+        deadline = time.monotonic() + timeout
+        while not self._exited():
+            with contextlib.suppress(OSError, ValueError):
+                return int(path.read_text())
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.001)
+        return None
+
+    def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
+        if not self.is_running():
+            return
+        pid = self._server_pid(timeout=10.0)
+        if pid is not None:
+            self._send(f"stop {_SIGNALS[mode]} {pid}")
+            deadline = time.monotonic() + timeout
+            delay = 0.0005
+            while not self._exited() and time.monotonic() < deadline:
+                if not self.is_running():  # the container died (checked once a second)
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 0.02)
+            if self._exited():
+                return
+        # The server did not stop in time (or never wrote its pid): kill the container
+        # (ports and mounts survive: start() recreates it).
+        self._remove_container()
+
+    def recent_log_lines(self, limit: int = 200) -> list[str]:
+        if self._workdir is None:
+            return []
+        log = self._workdir / "server.log"
+        if not log.exists():
+            return []
+        with open(log, "rb") as f:
+            f.seek(self._log_offset)
+            data = f.read()
+        return data.decode(errors="replace").splitlines()[-limit:]
+
+    def remove(self) -> None:
+        try:
+            if self.is_running():
+                self.stop("fast")
+        finally:
+            self._remove_container()
+
+    # -- registry / cleanup -----------------------------------------------------------
+    def registry_fields(self) -> dict[str, Any]:
+        return {
+            "container_id": self._container.id if self._container is not None else None,
+            "container_tag": self._tag,
+            "image": self.image.name,
+        }
+
+    @classmethod
+    def cleanup_leftover(cls, fields: dict[str, Any]) -> list[str]:
+        """Remove the containers of a dead owner's registry entry (matched by label)."""
+        tag, workdir = fields.get("container_tag"), fields.get("workdir")
+        if not isinstance(tag, str) or not isinstance(workdir, str):
+            return []
+        client = _client()
+        done = []
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={tag}"}):
+            if c.labels.get(LABEL_WORKDIR) == workdir:
+                c.remove(force=True, v=True)
+                done.append(f"removed container {c.name}")
+        return done
+
+    @classmethod
+    def find_unregistered_leftovers(cls) -> list[str]:
+        """Remove dbgym containers whose owner process (per their labels) is dead."""
+        try:
+            client = _client(timeout=10)
+        except BackendUnavailableError:
+            return []
+        done = []
+        for c in client.containers.list(all=True, filters={"label": LABEL_OWNER_PID}):
+            if _owner_dead(c.labels):
+                c.remove(force=True, v=True)
+                done.append(
+                    f"container {c.name} ({c.labels.get(LABEL_WORKDIR)}): owner pid "
+                    f"{c.labels.get(LABEL_OWNER_PID)} is dead, removed"
+                )
+        return done
+
+    @classmethod
+    def doctor(cls) -> DoctorReport:
+        report = DoctorReport(backend=cls.name, usable=False)
+        try:
+            client = _client(timeout=10)
+            version = client.version()
+        except BackendUnavailableError as exc:
+            report.problems.append(str(exc))
+            return report
+        report.details.append(
+            f"docker engine {version.get('Version', '?')} reachable "
+            f"(API {version.get('ApiVersion', '?')})"
+        )
+        try:
+            info = image_info(client, DEFAULT_IMAGE)
+        except BackendUnavailableError as exc:
+            report.problems.append(str(exc))
+            return report
+        report.details.append(
+            f"image {DEFAULT_IMAGE} present ({info.kind}, PostgreSQL {info.pg_major}, "
+            f"server uid {info.uid})"
+        )
+        report.usable = True
+        return report
