@@ -1,10 +1,16 @@
-//! Python surface of traces: the `dbgym._core.Trace` class.
+//! Python surface of traces: the `dbgym._core.Trace` class, `ParseStats`, and the source
+//! readers `parse_log`, `parse_sql`, `templatize`.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use numpy::PyArray1;
+use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::trace::Trace;
+use super::errors::dbgym_error;
+use crate::trace::reader::{parse_log as parse_log_file, Format, LogOptions, ParseStats};
+use crate::trace::{parse_sql as parse_sql_path, templatize as templatize_sql, Trace, TraceError};
 
 /// An immutable workload trace held by Rust. Python code wraps it in `dbgym.Workload`.
 #[pyclass(name = "Trace", module = "dbgym._core", frozen)]
@@ -12,13 +18,263 @@ pub struct PyTrace {
     pub inner: Arc<Trace>,
 }
 
+fn trace_error(py: Python<'_>, e: TraceError) -> PyErr {
+    dbgym_error(py, "TraceParseError", e.to_string())
+}
+
+impl PyTrace {
+    fn index(&self, i: isize) -> PyResult<usize> {
+        let n = self.inner.statements.len() as isize;
+        let j = if i < 0 { i + n } else { i };
+        if j < 0 || j >= n {
+            return Err(PyIndexError::new_err(format!(
+                "statement index {i} out of range for {n} statements"
+            )));
+        }
+        Ok(j as usize)
+    }
+}
+
 #[pymethods]
 impl PyTrace {
     fn __len__(&self) -> usize {
         self.inner.statements.len()
     }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Trace({} statements, {} sessions, {} templates)",
+            self.inner.statements.len(),
+            self.inner.sessions.len(),
+            self.inner.templates.len()
+        )
+    }
+
+    /// Templates as `(id, text, count)`, by id.
+    fn templates(&self) -> Vec<(u32, String, u64)> {
+        self.inner
+            .templates
+            .iter()
+            .map(|t| (t.id, t.text.clone(), t.count))
+            .collect()
+    }
+
+    /// Sessions as `(id, user, database)`, by index.
+    fn sessions(&self) -> Vec<(String, String, String)> {
+        self.inner
+            .sessions
+            .iter()
+            .map(|s| (s.id.clone(), s.user.clone(), s.database.clone()))
+            .collect()
+    }
+
+    fn template_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        PyArray1::from_vec(
+            py,
+            self.inner
+                .statements
+                .iter()
+                .map(|s| s.template_id)
+                .collect(),
+        )
+    }
+
+    fn session_ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u32>> {
+        PyArray1::from_vec(
+            py,
+            self.inner.statements.iter().map(|s| s.session).collect(),
+        )
+    }
+
+    fn timestamps_us<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_vec(
+            py,
+            self.inner
+                .statements
+                .iter()
+                .map(|s| s.timestamp_us)
+                .collect(),
+        )
+    }
+
+    /// Logged durations in microseconds, -1 where the log had none.
+    fn durations_us<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        PyArray1::from_vec(
+            py,
+            self.inner
+                .statements
+                .iter()
+                .map(|s| s.duration_us.unwrap_or(-1))
+                .collect(),
+        )
+    }
+
+    /// Statement `i` as `(session, timestamp_us, template_id, sql, params, duration_us)`.
+    #[allow(clippy::type_complexity)]
+    fn statement(
+        &self,
+        i: isize,
+    ) -> PyResult<(u32, i64, u32, String, Vec<Option<String>>, Option<i64>)> {
+        let s = &self.inner.statements[self.index(i)?];
+        Ok((
+            s.session,
+            s.timestamp_us,
+            s.template_id,
+            s.sql.clone(),
+            s.params.clone(),
+            s.duration_us,
+        ))
+    }
+
+    /// The constants of statement `i` as written in its text (`$n` for parameters).
+    fn constants(&self, i: isize) -> PyResult<Vec<String>> {
+        let s = &self.inner.statements[self.index(i)?];
+        Ok(templatize_sql(&s.sql).1)
+    }
+
+    /// `n` statements drawn without replacement (reproducible with `seed`), in trace order.
+    fn sample(&self, py: Python<'_>, n: usize, seed: u64) -> PyTrace {
+        let inner = self.inner.clone();
+        PyTrace {
+            inner: Arc::new(py.detach(move || inner.sample(n, seed))),
+        }
+    }
+
+    /// The statements at `indices` (an int sequence or numpy array), in that order.
+    fn subset(&self, indices: Vec<i64>) -> PyResult<PyTrace> {
+        let n = self.inner.statements.len() as i64;
+        let mut idx = Vec::with_capacity(indices.len());
+        for i in indices {
+            let j = if i < 0 { i + n } else { i };
+            if j < 0 || j >= n {
+                return Err(PyIndexError::new_err(format!(
+                    "statement index {i} out of range for {n} statements"
+                )));
+            }
+            idx.push(j as usize);
+        }
+        Ok(PyTrace {
+            inner: Arc::new(self.inner.subset(&idx)),
+        })
+    }
+}
+
+/// What reading a log saw besides the statements.
+#[pyclass(name = "ParseStats", module = "dbgym._core", frozen, get_all)]
+pub struct PyParseStats {
+    format: String,
+    log_line_prefix: Option<String>,
+    bytes: u64,
+    records: u64,
+    skipped_lines: u64,
+    first_skipped: Option<String>,
+}
+
+#[pymethods]
+impl PyParseStats {
+    fn __repr__(&self) -> String {
+        format!(
+            "ParseStats(format={:?}, bytes={}, records={}, skipped_lines={})",
+            self.format, self.bytes, self.records, self.skipped_lines
+        )
+    }
+}
+
+impl From<ParseStats> for PyParseStats {
+    fn from(s: ParseStats) -> Self {
+        PyParseStats {
+            format: s.format.name().to_string(),
+            log_line_prefix: s.log_line_prefix,
+            bytes: s.bytes,
+            records: s.records,
+            skipped_lines: s.skipped_lines,
+            first_skipped: s.first_skipped,
+        }
+    }
+}
+
+/// Read a PostgreSQL server log (stderr, csvlog or jsonlog) into a trace.
+/// `progress(done_bytes, total_bytes)` is called between blocks with the GIL held; an exception
+/// it raises (e.g. KeyboardInterrupt) stops parsing and propagates.
+#[pyfunction]
+#[pyo3(signature = (path, format=None, log_line_prefix=None, lenient=false, threads=0, progress=None))]
+fn parse_log(
+    py: Python<'_>,
+    path: PathBuf,
+    format: Option<&str>,
+    log_line_prefix: Option<String>,
+    lenient: bool,
+    threads: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<(PyTrace, PyParseStats)> {
+    let format = match format {
+        None => None,
+        Some(name) => Some(Format::from_name(name).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "unknown log format {name:?}: use 'stderr', 'csvlog' or 'jsonlog'"
+            ))
+        })?),
+    };
+    let opts = LogOptions {
+        format,
+        log_line_prefix,
+        lenient,
+        threads,
+        ..LogOptions::default()
+    };
+    let mut callback_error: Option<PyErr> = None;
+    let result = py.detach(|| {
+        let mut report = |done: u64, total: u64| -> bool {
+            Python::attach(|py| {
+                let outcome = py.check_signals().and_then(|()| match &progress {
+                    Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
+                    None => Ok(()),
+                });
+                match outcome {
+                    Ok(()) => true,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            })
+        };
+        parse_log_file(&path, &opts, &mut report)
+    });
+    match result {
+        Ok((trace, stats)) => Ok((
+            PyTrace {
+                inner: Arc::new(trace),
+            },
+            stats.into(),
+        )),
+        Err(TraceError::Cancelled) => {
+            Err(callback_error.unwrap_or_else(|| trace_error(py, TraceError::Cancelled)))
+        }
+        Err(e) => Err(trace_error(py, e)),
+    }
+}
+
+/// Read a `.sql` file (`;`-separated statements) or a directory of them into a trace.
+#[pyfunction]
+fn parse_sql(py: Python<'_>, path: PathBuf) -> PyResult<PyTrace> {
+    match py.detach(|| parse_sql_path(&path)) {
+        Ok(t) => Ok(PyTrace { inner: Arc::new(t) }),
+        Err(e) => Err(trace_error(py, e)),
+    }
+}
+
+/// Template text and constants of one statement.
+#[pyfunction]
+fn templatize(sql: &str) -> (String, Vec<String>) {
+    templatize_sql(sql)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyTrace>()
+    m.add_class::<PyTrace>()?;
+    m.add_class::<PyParseStats>()?;
+    m.add_function(wrap_pyfunction!(parse_log, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_sql, m)?)?;
+    m.add_function(wrap_pyfunction!(templatize, m)?)?;
+    Ok(())
 }

@@ -1,0 +1,359 @@
+//! Reading a log file: format and prefix detection, block-wise streaming (memory bounded by the
+//! block size, not the file size), parallel parsing of each block on rayon, and the in-order
+//! merge.
+//!
+//! Parallelism: a block is cut into chunks at plausible record starts (`LogFormat::resync`),
+//! chunks are parsed independently, then merged in order. A cut may be wrong (csvlog: a line
+//! inside a quoted field that looks like a record start): each chunk must start exactly where
+//! the previous one's last record ended, and a chunk that does not is parsed again from the right
+//! place, sequentially. So the result never depends on the chunking.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::builder::Merger;
+use super::csvlog::CsvLog;
+use super::error::{RawError, TraceError};
+use super::format::{parse_chunk, ChunkResult, LogFormat};
+use super::jsonlog::JsonLog;
+use super::model::Trace;
+use super::prefix::{detect, Prefix};
+use super::stderr::StderrLog;
+use super::timestamp::parse_datetime;
+
+/// Longest single record accepted; longer means a broken quote swallowing the file.
+const MAX_RECORD: usize = 512 << 20;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Stderr,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Stderr => "stderr",
+            Format::Csv => "csvlog",
+            Format::Json => "jsonlog",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Format> {
+        match s {
+            "stderr" => Some(Format::Stderr),
+            "csvlog" | "csv" => Some(Format::Csv),
+            "jsonlog" | "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct LogOptions {
+    pub format: Option<Format>,
+    pub log_line_prefix: Option<String>,
+    /// Skip (and count) malformed lines instead of failing.
+    pub lenient: bool,
+    /// Worker threads; 0 = rayon's default (all cores), 1 = no thread pool at all.
+    pub threads: usize,
+    /// Bytes read per block and worker.
+    pub block_per_thread: usize,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            format: None,
+            log_line_prefix: None,
+            lenient: false,
+            threads: 0,
+            block_per_thread: 16 << 20,
+        }
+    }
+}
+
+/// What parsing saw besides the statements.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseStats {
+    pub format: Format,
+    /// The prefix used (given or detected), stderr only.
+    pub log_line_prefix: Option<String>,
+    pub bytes: u64,
+    /// Log records (messages) read, of any kind.
+    pub records: u64,
+    /// Lines skipped as malformed (lenient mode).
+    pub skipped_lines: u64,
+    /// The first skipped problem, formatted like an error.
+    pub first_skipped: Option<String>,
+}
+
+/// Format of a log from its first bytes: `{` starts jsonlog, a timestamp followed by `,`
+/// starts csvlog, anything else is stderr.
+pub fn detect_format(sample: &[u8]) -> Format {
+    let s = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+    let start = s
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let s = &s[start..];
+    if s.first() == Some(&b'{') {
+        return Format::Json;
+    }
+    if let Some((len, _)) = parse_datetime(s) {
+        if s.get(len) == Some(&b',') {
+            return Format::Csv;
+        }
+    }
+    Format::Stderr
+}
+
+/// 1-based line number of an absolute byte offset (re-reads the file; used for errors only).
+pub fn line_of(path: &Path, offset: u64) -> u64 {
+    let Ok(mut f) = File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut seen = 0u64;
+    let mut lines = 1u64;
+    while seen < offset {
+        let n = match f.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let take = ((offset - seen) as usize).min(n);
+        lines += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
+        seen += n as u64;
+    }
+    lines
+}
+
+fn to_error(path: &Path, e: RawError) -> TraceError {
+    TraceError::Parse {
+        path: path.to_path_buf(),
+        line: line_of(path, e.offset),
+        offset: e.offset,
+        message: e.message,
+    }
+}
+
+fn read_more(
+    path: &Path,
+    f: &mut File,
+    buf: &mut Vec<u8>,
+    target: usize,
+) -> Result<bool, TraceError> {
+    // `read_to_end` fills spare capacity without zeroing it first.
+    let want = target.saturating_sub(buf.len());
+    buf.reserve(want);
+    let mut got = 0usize;
+    while got < want {
+        match f.by_ref().take((want - got) as u64).read_to_end(buf) {
+            Ok(0) => return Ok(true),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TraceError::io(path, e)),
+        }
+    }
+    Ok(false)
+}
+
+/// Parse a PostgreSQL server log into a trace. `progress(bytes_done, bytes_total)` is called
+/// after each block; returning false cancels (`TraceError::Cancelled`).
+pub fn parse_log(
+    path: &Path,
+    opts: &LogOptions,
+    progress: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<(Trace, ParseStats), TraceError> {
+    let mut file = File::open(path).map_err(|e| TraceError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| TraceError::io(path, e))?;
+    if meta.is_dir() {
+        return Err(TraceError::Source {
+            path: path.to_path_buf(),
+            message: "is a directory, not a log file".into(),
+        });
+    }
+    let total = meta.len();
+    let threads = match opts.threads {
+        0 => rayon::current_num_threads().max(1),
+        n => n,
+    };
+    let block = opts.block_per_thread.max(4096) * threads;
+
+    let mut buf: Vec<u8> = Vec::new();
+    let mut eof = read_more(path, &mut file, &mut buf, block)?;
+    let format = opts.format.unwrap_or_else(|| {
+        if buf.iter().all(u8::is_ascii_whitespace) {
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("csv") => Format::Csv,
+                Some("json") => Format::Json,
+                _ => Format::Stderr,
+            }
+        } else {
+            detect_format(&buf[..buf.len().min(1 << 16)])
+        }
+    });
+    let mut used_prefix = None;
+    let fmt: Box<dyn LogFormat> = match format {
+        Format::Csv => Box::new(CsvLog),
+        Format::Json => Box::new(JsonLog),
+        Format::Stderr => {
+            let prefix = match &opts.log_line_prefix {
+                Some(p) => Prefix::parse(p)?,
+                None if buf.iter().all(u8::is_ascii_whitespace) => Prefix::parse("%m [%p] ")?,
+                None => detect(&buf[..buf.len().min(1 << 18)]).ok_or_else(|| TraceError::Source {
+                    path: path.to_path_buf(),
+                    message: "cannot detect the log_line_prefix of this stderr log (no common prefix \
+                              matches its first lines); pass log_line_prefix"
+                        .into(),
+                })?,
+            };
+            used_prefix = Some(prefix.text.clone());
+            Box::new(StderrLog { prefix })
+        }
+    };
+
+    let pool = if threads > 1 {
+        Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .map_err(|e| TraceError::Source {
+                    path: path.to_path_buf(),
+                    message: format!("cannot start {threads} parser threads: {e}"),
+                })?,
+        )
+    } else {
+        None
+    };
+
+    let mut merger = Merger::new();
+    let mut base: u64 = 0;
+    loop {
+        let consumed = parse_block(
+            fmt.as_ref(),
+            &buf,
+            base,
+            eof,
+            opts.lenient,
+            pool.as_ref(),
+            threads,
+            &mut merger,
+        )
+        .map_err(|e| to_error(path, e))?;
+        base += consumed as u64;
+        buf.drain(..consumed);
+        if eof {
+            break;
+        }
+        if !progress(base, total) {
+            return Err(TraceError::Cancelled);
+        }
+        if buf.len() > MAX_RECORD {
+            let e = RawError::new(
+                base,
+                format!(
+                    "record longer than {} MiB (unterminated quoted field?)",
+                    MAX_RECORD >> 20
+                ),
+            );
+            if !opts.lenient {
+                return Err(to_error(path, e));
+            }
+            let skip = memchr::memchr(b'\n', &buf).map_or(buf.len(), |k| k + 1);
+            merger.skipped_lines += 1;
+            merger.first_skipped.get_or_insert(e);
+            buf.drain(..skip);
+            base += skip as u64;
+        }
+        let target = buf.len() + block;
+        eof = read_more(path, &mut file, &mut buf, target)?;
+    }
+    progress(base, total);
+    let first_skipped = merger
+        .first_skipped
+        .clone()
+        .map(|e| to_error(path, e).to_string());
+    let stats = ParseStats {
+        format,
+        log_line_prefix: used_prefix,
+        bytes: base,
+        records: merger.records,
+        skipped_lines: merger.skipped_lines,
+        first_skipped,
+    };
+    Ok((merger.finish(), stats))
+}
+
+/// Parse the complete records of `buf` into `merger`; returns the bytes consumed (the rest is
+/// an incomplete record to carry into the next block).
+#[allow(clippy::too_many_arguments)]
+fn parse_block(
+    fmt: &dyn LogFormat,
+    buf: &[u8],
+    base: u64,
+    eof: bool,
+    lenient: bool,
+    pool: Option<&rayon::ThreadPool>,
+    threads: usize,
+    merger: &mut Merger,
+) -> Result<usize, RawError> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    let results: Vec<ChunkResult> = match pool {
+        None => vec![parse_chunk(fmt, buf, base, 0, buf.len(), eof, lenient)],
+        Some(pool) => {
+            let n = threads * 2;
+            let step = buf.len() / n;
+            let mut bounds = vec![0usize];
+            for k in 1..n {
+                let cut = fmt.resync(buf, k * step).max(*bounds.last().unwrap_or(&0));
+                if cut < buf.len() && cut > *bounds.last().unwrap_or(&0) {
+                    bounds.push(cut);
+                }
+            }
+            bounds.push(buf.len());
+            let ranges: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
+            pool.install(|| {
+                ranges
+                    .par_iter()
+                    .map(|&(a, b)| parse_chunk(fmt, buf, base, a, b, eof, lenient))
+                    .collect()
+            })
+        }
+    };
+    let mut expected = 0usize;
+    for r in results {
+        if r.until <= expected {
+            continue;
+        }
+        let r = if r.from == expected {
+            r
+        } else {
+            parse_chunk(fmt, buf, base, expected, r.until, eof, lenient)
+        };
+        if let Some(e) = r.error {
+            return Err(e);
+        }
+        expected = r.end;
+        let incomplete = r.incomplete;
+        merger.merge(r.builder);
+        if incomplete {
+            break;
+        }
+    }
+    Ok(expected)
+}
+
+/// Convenience for callers that only have a path.
+pub fn parse_log_file(
+    path: impl Into<PathBuf>,
+    opts: &LogOptions,
+) -> Result<(Trace, ParseStats), TraceError> {
+    parse_log(&path.into(), opts, &mut |_, _| true)
+}

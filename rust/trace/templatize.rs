@@ -1,0 +1,725 @@
+//! Templatizing: a statement's constants become numbered placeholders.
+//!
+//! One pass over the bytes with a one-token look-behind, no regex. Rules:
+//! - constants: quoted strings (`'..'` with `''`, `E'..'` with backslash escapes, `B'..'`,
+//!   `X'..'`, `N'..'`, `U&'..'`), dollar-quoted strings (`$tag$..$tag$`), numbers (integers,
+//!   decimals, exponents, `0x..`, `1_000`), a sign directly before a number where an operand is
+//!   expected (`= -1`, `(-1`, `, +2`, `select -3`; but `a-1` and `a - 1` are a binary minus), and
+//!   `$n` parameters. Each becomes `$1`, `$2`, ... in order of appearance, so the same query sent
+//!   with the simple protocol (literals) or the extended protocol (`$n`) gets the same template.
+//! - unquoted identifiers and keywords are lowercased (PostgreSQL folds them); quoted
+//!   identifiers (`"Foo"`) are kept verbatim; `t1`, `a$b` are identifiers, not constants.
+//! - comments (`-- ..`, nested `/* .. */`) are dropped; whitespace is canonical: one space between
+//!   tokens except after `(` `[` `.` `::`, before `,` `)` `]` `[` `.` `::` `;`, and before `(`
+//!   when it follows an identifier (function call), so `count(*)` and `count ( * )` agree.
+//! - trailing `;` are dropped (`begin;` = `begin`).
+//! - `true`, `false`, `null` stay as they are (keywords); `IN (1, 2)` and `IN (1, 2, 3)` are
+//!   different templates (lists are not collapsed).
+//!
+//! Never fails: whatever the bytes, it produces some template (unterminated quotes take the rest).
+
+use std::ops::Range;
+
+const WS: u8 = 1;
+const IDENT_START: u8 = 2;
+const IDENT_CONT: u8 = 4;
+const DIGIT: u8 = 8;
+const OP: u8 = 16;
+
+static CLASS: [u8; 256] = build_classes();
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut v = 0;
+        if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' || c == 0x0c || c == 0x0b {
+            v |= WS;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            v |= IDENT_START | IDENT_CONT;
+        }
+        if c.is_ascii_digit() {
+            v |= DIGIT | IDENT_CONT;
+        }
+        if c == b'$' {
+            v |= IDENT_CONT;
+        }
+        match c {
+            b'+' | b'-' | b'*' | b'/' | b'<' | b'>' | b'=' | b'~' | b'!' | b'@' | b'#' | b'%'
+            | b'^' | b'&' | b'|' | b'`' | b'?' => v |= OP,
+            _ => {}
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+}
+
+#[inline]
+fn is(c: u8, class: u8) -> bool {
+    CLASS[c as usize] & class != 0
+}
+
+/// What the previous emitted token was; decides spacing and unary signs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Prev {
+    Start,
+    /// A keyword after which an operand is expected (`select`, `where`, `and`, ...).
+    Keyword,
+    /// Any other word (identifier or keyword that ends an operand, like `null`).
+    Ident,
+    /// Constant, parameter, quoted identifier, `)` or `]`.
+    Operand,
+    Op,
+    Open,
+    Comma,
+    /// `.` or `::`: glue to the next token.
+    Glue,
+    Semi,
+    Other,
+}
+
+impl Prev {
+    fn expects_operand(self) -> bool {
+        matches!(
+            self,
+            Prev::Start
+                | Prev::Keyword
+                | Prev::Op
+                | Prev::Open
+                | Prev::Comma
+                | Prev::Semi
+                | Prev::Other
+        )
+    }
+}
+
+/// Keywords after which an operand is expected, so a following `-1` is a negative constant.
+fn is_operand_keyword(w: &[u8]) -> bool {
+    matches!(
+        w,
+        b"select"
+            | b"where"
+            | b"and"
+            | b"or"
+            | b"not"
+            | b"when"
+            | b"then"
+            | b"else"
+            | b"case"
+            | b"between"
+            | b"like"
+            | b"ilike"
+            | b"similar"
+            | b"in"
+            | b"is"
+            | b"limit"
+            | b"offset"
+            | b"having"
+            | b"on"
+            | b"return"
+            | b"returning"
+            | b"values"
+            | b"distinct"
+            | b"all"
+            | b"any"
+            | b"some"
+            | b"by"
+            | b"default"
+            | b"using"
+            | b"exists"
+            | b"as"
+            | b"from"
+            | b"join"
+            | b"over"
+            | b"into"
+            | b"set"
+            | b"fetch"
+            | b"first"
+            | b"next"
+            | b"to"
+            | b"with"
+            | b"array"
+    )
+}
+
+/// Reusable templatizer output buffers.
+#[derive(Default)]
+pub struct Templatizer {
+    /// Template text of the last call.
+    pub text: String,
+    /// Byte ranges of the constants in the last input (only filled when asked).
+    pub constants: Vec<Range<usize>>,
+}
+
+impl Templatizer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Templatize `sql` into `self.text`; with `want_constants`, fill `self.constants`.
+    pub fn run(&mut self, sql: &str, want_constants: bool) {
+        self.constants.clear();
+        let mut out = std::mem::take(&mut self.text).into_bytes();
+        out.clear();
+        let consts = if want_constants {
+            Some(&mut self.constants)
+        } else {
+            None
+        };
+        scan(sql.as_bytes(), &mut out, consts);
+        // `begin;` and `begin` are the same statement.
+        while matches!(out.last(), Some(b';' | b' ')) {
+            out.pop();
+        }
+        // Every byte written is either copied from `sql` at a char boundary of whole tokens,
+        // an ASCII byte, or an ASCII-lowercased byte of `sql`; lowercasing ASCII keeps UTF-8.
+        self.text = match String::from_utf8(out) {
+            Ok(s) => s,
+            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+        };
+    }
+}
+
+/// Template text and constants of one statement (convenience for tests and Python).
+pub fn templatize(sql: &str) -> (String, Vec<String>) {
+    let mut t = Templatizer::new();
+    t.run(sql, true);
+    let consts = t
+        .constants
+        .iter()
+        .map(|r| sql.get(r.clone()).unwrap_or_default().to_string())
+        .collect();
+    (t.text, consts)
+}
+
+struct Emitter<'o> {
+    out: &'o mut Vec<u8>,
+    prev: Prev,
+    placeholders: u32,
+}
+
+impl Emitter<'_> {
+    #[inline]
+    fn space_before(&mut self, glue_left: bool) {
+        if glue_left || matches!(self.prev, Prev::Start | Prev::Open | Prev::Glue) {
+            return;
+        }
+        self.out.push(b' ');
+    }
+
+    fn placeholder(&mut self) {
+        self.space_before(false);
+        self.placeholders += 1;
+        self.out.push(b'$');
+        let num = itoa_buf(self.placeholders);
+        self.out.extend_from_slice(num.as_slice());
+        self.prev = Prev::Operand;
+    }
+}
+
+struct SmallNum {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl SmallNum {
+    fn as_slice(&self) -> &[u8] {
+        &self.bytes[10 - self.len..]
+    }
+}
+
+fn itoa_buf(mut n: u32) -> SmallNum {
+    let mut s = SmallNum {
+        bytes: [0; 10],
+        len: 0,
+    };
+    loop {
+        s.len += 1;
+        s.bytes[10 - s.len] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return s;
+        }
+    }
+}
+
+/// End of a `'...'` string starting at `i` (the quote). `backslash`: E-string escapes.
+fn end_of_quoted(b: &[u8], i: usize, backslash: bool) -> usize {
+    let mut j = i + 1;
+    loop {
+        let found = if backslash {
+            memchr::memchr2(b'\'', b'\\', &b[j..])
+        } else {
+            memchr::memchr(b'\'', &b[j..])
+        };
+        match found {
+            None => return b.len(),
+            Some(k) => {
+                let p = j + k;
+                if b[p] == b'\\' {
+                    j = (p + 2).min(b.len());
+                } else if b.get(p + 1) == Some(&b'\'') {
+                    j = p + 2;
+                } else {
+                    return p + 1;
+                }
+            }
+        }
+    }
+}
+
+/// End of a `"..."` quoted identifier starting at `i`.
+fn end_of_quoted_ident(b: &[u8], i: usize) -> usize {
+    let mut j = i + 1;
+    loop {
+        match memchr::memchr(b'"', &b[j..]) {
+            None => return b.len(),
+            Some(k) => {
+                let p = j + k;
+                if b.get(p + 1) == Some(&b'"') {
+                    j = p + 2;
+                } else {
+                    return p + 1;
+                }
+            }
+        }
+    }
+}
+
+/// If a dollar-quote opening tag starts at `i` (`$$` or `$tag$`), its length.
+fn dollar_tag_len(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    if j < b.len() && b[j] == b'$' {
+        return Some(2);
+    }
+    if j >= b.len() || !is(b[j], IDENT_START) {
+        return None;
+    }
+    while j < b.len() && is(b[j], IDENT_CONT) && b[j] != b'$' {
+        j += 1;
+    }
+    if j < b.len() && b[j] == b'$' {
+        Some(j + 1 - i)
+    } else {
+        None
+    }
+}
+
+/// End of a number starting at `i` (digit or `.` followed by a digit).
+fn end_of_number(b: &[u8], i: usize) -> usize {
+    let n = b.len();
+    let mut j = i;
+    if b[j] == b'0' && j + 1 < n && matches!(b[j + 1], b'x' | b'X' | b'o' | b'O' | b'b' | b'B') {
+        let mut k = j + 2;
+        while k < n && (b[k].is_ascii_hexdigit() || b[k] == b'_') {
+            k += 1;
+        }
+        if k > j + 2 {
+            return k;
+        }
+    }
+    let digits = |mut k: usize| {
+        while k < n
+            && (b[k].is_ascii_digit() || (b[k] == b'_' && k + 1 < n && b[k + 1].is_ascii_digit()))
+        {
+            k += 1;
+        }
+        k
+    };
+    j = digits(j);
+    if j < n && b[j] == b'.' && !(j + 1 < n && b[j + 1] == b'.') {
+        j = digits(j + 1);
+    }
+    if j < n && (b[j] == b'e' || b[j] == b'E') {
+        let mut k = j + 1;
+        if k < n && (b[k] == b'+' || b[k] == b'-') {
+            k += 1;
+        }
+        if k < n && b[k].is_ascii_digit() {
+            j = digits(k);
+        }
+    }
+    j
+}
+
+#[inline]
+fn starts_number(b: &[u8], i: usize) -> bool {
+    i < b.len()
+        && (b[i].is_ascii_digit() || (b[i] == b'.' && i + 1 < b.len() && b[i + 1].is_ascii_digit()))
+}
+
+fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>) {
+    let n = b.len();
+    let mut e = Emitter {
+        out,
+        prev: Prev::Start,
+        placeholders: 0,
+    };
+    let mut push_const = |r: Range<usize>, e: &mut Emitter<'_>| {
+        if let Some(c) = consts.as_deref_mut() {
+            c.push(r);
+        }
+        e.placeholder();
+    };
+    let mut i = 0;
+    while i < n {
+        let c = b[i];
+        if is(c, WS) {
+            i += 1;
+            continue;
+        }
+        // Comments.
+        if c == b'-' && i + 1 < n && b[i + 1] == b'-' {
+            i = match memchr::memchr(b'\n', &b[i..]) {
+                Some(k) => i + k + 1,
+                None => n,
+            };
+            continue;
+        }
+        if c == b'/' && i + 1 < n && b[i + 1] == b'*' {
+            let mut depth = 1usize;
+            let mut j = i + 2;
+            while j < n && depth > 0 {
+                if b[j] == b'*' && j + 1 < n && b[j + 1] == b'/' {
+                    depth -= 1;
+                    j += 2;
+                } else if b[j] == b'/' && j + 1 < n && b[j + 1] == b'*' {
+                    depth += 1;
+                    j += 2;
+                } else {
+                    j += 1;
+                }
+            }
+            i = j;
+            continue;
+        }
+        if c == b'\'' {
+            let end = end_of_quoted(b, i, false);
+            push_const(i..end, &mut e);
+            i = end;
+            continue;
+        }
+        if is(c, IDENT_START) {
+            // Prefixed strings: E'..', B'..', X'..', N'..', U&'..'.
+            if i + 1 < n
+                && b[i + 1] == b'\''
+                && matches!(c, b'e' | b'E' | b'b' | b'B' | b'x' | b'X' | b'n' | b'N')
+            {
+                let end = end_of_quoted(b, i + 1, matches!(c, b'e' | b'E'));
+                push_const(i..end, &mut e);
+                i = end;
+                continue;
+            }
+            if (c == b'u' || c == b'U') && i + 2 < n && b[i + 1] == b'&' && b[i + 2] == b'\'' {
+                let end = end_of_quoted(b, i + 2, false);
+                push_const(i..end, &mut e);
+                i = end;
+                continue;
+            }
+            if (c == b'u' || c == b'U') && i + 2 < n && b[i + 1] == b'&' && b[i + 2] == b'"' {
+                let end = end_of_quoted_ident(b, i + 2);
+                e.space_before(false);
+                e.out.extend_from_slice(&b[i..end]);
+                e.prev = Prev::Operand;
+                i = end;
+                continue;
+            }
+            let mut j = i + 1;
+            while j < n && is(b[j], IDENT_CONT) {
+                j += 1;
+            }
+            e.space_before(false);
+            let start = e.out.len();
+            e.out.extend(b[i..j].iter().map(u8::to_ascii_lowercase));
+            e.prev = if is_operand_keyword(&e.out[start..]) {
+                Prev::Keyword
+            } else {
+                Prev::Ident
+            };
+            i = j;
+            continue;
+        }
+        if starts_number(b, i) && !(c == b'.' && matches!(e.prev, Prev::Ident | Prev::Operand)) {
+            let end = end_of_number(b, i);
+            push_const(i..end, &mut e);
+            i = end;
+            continue;
+        }
+        match c {
+            b'"' => {
+                let end = end_of_quoted_ident(b, i);
+                e.space_before(false);
+                e.out.extend_from_slice(&b[i..end]);
+                e.prev = Prev::Operand;
+                i = end;
+            }
+            b'$' => {
+                if i + 1 < n && b[i + 1].is_ascii_digit() {
+                    let mut j = i + 1;
+                    while j < n && b[j].is_ascii_digit() {
+                        j += 1;
+                    }
+                    push_const(i..j, &mut e);
+                    i = j;
+                } else if let Some(tag_len) = dollar_tag_len(b, i) {
+                    let tag = &b[i..i + tag_len];
+                    let body = i + tag_len;
+                    let end = match memchr::memmem::find(&b[body..], tag) {
+                        Some(k) => body + k + tag_len,
+                        None => n,
+                    };
+                    push_const(i..end, &mut e);
+                    i = end;
+                } else {
+                    e.space_before(false);
+                    e.out.push(b'$');
+                    e.prev = Prev::Other;
+                    i += 1;
+                }
+            }
+            b'(' | b'[' => {
+                // `a[`, `f(` and `t1(` glue; `in (`, `values (`, `) (` keep their space.
+                let glue = c == b'[' || e.prev == Prev::Ident;
+                e.space_before(glue);
+                e.out.push(c);
+                e.prev = Prev::Open;
+                i += 1;
+            }
+            b')' | b']' => {
+                e.space_before(true);
+                e.out.push(c);
+                e.prev = Prev::Operand;
+                i += 1;
+            }
+            b',' => {
+                e.space_before(true);
+                e.out.push(c);
+                e.prev = Prev::Comma;
+                i += 1;
+            }
+            b';' => {
+                e.space_before(true);
+                e.out.push(c);
+                e.prev = Prev::Semi;
+                i += 1;
+            }
+            b'.' => {
+                e.space_before(true);
+                e.out.push(c);
+                e.prev = Prev::Glue;
+                i += 1;
+            }
+            b':' => {
+                if i + 1 < n && b[i + 1] == b':' {
+                    e.space_before(true);
+                    e.out.extend_from_slice(b"::");
+                    e.prev = Prev::Glue;
+                    i += 2;
+                } else {
+                    e.space_before(false);
+                    e.out.push(b':');
+                    e.prev = Prev::Op;
+                    i += 1;
+                }
+            }
+            _ if is(c, OP) => {
+                // Operator run, cut before a comment start; PostgreSQL's rule: a multi-char
+                // operator cannot end in + or - unless it contains one of ~ ! @ # % ^ & | ` ?
+                let mut j = i + 1;
+                while j < n && is(b[j], OP) {
+                    if (b[j] == b'-' && j + 1 < n && b[j + 1] == b'-')
+                        || (b[j] == b'/' && j + 1 < n && b[j + 1] == b'*')
+                    {
+                        break;
+                    }
+                    j += 1;
+                }
+                if j - i > 1
+                    && !b[i..j].iter().any(|x| {
+                        matches!(
+                            x,
+                            b'~' | b'!' | b'@' | b'#' | b'%' | b'^' | b'&' | b'|' | b'`' | b'?'
+                        )
+                    })
+                {
+                    while j - i > 1 && matches!(b[j - 1], b'+' | b'-') {
+                        j -= 1;
+                    }
+                }
+                if j - i == 1 && (c == b'-' || c == b'+') && e.prev.expects_operand() {
+                    // A sign where an operand is expected: part of a following number.
+                    let mut k = j;
+                    while k < n && is(b[k], WS) {
+                        k += 1;
+                    }
+                    if starts_number(b, k) {
+                        let end = end_of_number(b, k);
+                        push_const(i..end, &mut e);
+                        i = end;
+                        continue;
+                    }
+                }
+                e.space_before(false);
+                e.out.extend_from_slice(&b[i..j]);
+                e.prev = Prev::Op;
+                i = j;
+            }
+            _ => {
+                // Anything else (backslash, braces, stray bytes): copy one UTF-8 sequence.
+                let len = utf8_len(c).min(n - i);
+                e.space_before(false);
+                e.out.extend_from_slice(&b[i..i + len]);
+                e.prev = Prev::Other;
+                i += len;
+            }
+        }
+    }
+}
+
+fn utf8_len(c: u8) -> usize {
+    match c {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF7 => 4,
+        _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::templatize;
+
+    fn t(sql: &str) -> String {
+        templatize(sql).0
+    }
+
+    #[test]
+    fn same_structure_other_constants() {
+        assert_eq!(
+            t("SELECT * FROM t1 WHERE a = 1"),
+            t("select *  from T1 where a=42")
+        );
+        assert_eq!(
+            t("select * from t1 where a = 1"),
+            "select * from t1 where a = $1"
+        );
+        assert_eq!(t("select 'x''y'"), t("select E'it\\'s'"));
+        assert_eq!(t("select 'x'"), "select $1");
+        assert_eq!(
+            t("select 1.5e-3, .5, 1., 0x1F, 1_000"),
+            "select $1, $2, $3, $4, $5"
+        );
+        assert_eq!(t("select $$a ' b$$, $tag$x$$y$tag$"), "select $1, $2");
+    }
+
+    #[test]
+    fn parameters_and_literals_agree() {
+        assert_eq!(
+            t("select * from t where a = $1 and b = $2"),
+            t("select * from t where a = -5 and b = 'it''s'")
+        );
+        assert_eq!(
+            t("update t set x = x + $1 where id = $2"),
+            "update t set x = x + $1 where id = $2"
+        );
+        assert_eq!(
+            t("update t set x = x + -77 where id = 3"),
+            "update t set x = x + $1 where id = $2"
+        );
+    }
+
+    #[test]
+    fn negative_numbers_vs_binary_minus() {
+        assert_eq!(t("select a-1 from t"), "select a - $1 from t");
+        assert_eq!(t("select a - 1 from t"), "select a - $1 from t");
+        assert_eq!(t("select a -1 from t"), "select a - $1 from t");
+        assert_eq!(t("select (a)-1"), "select (a) - $1");
+        assert_eq!(t("select x where a = -1"), "select x where a = $1");
+        assert_eq!(t("select x where a=-1"), "select x where a = $1");
+        assert_eq!(t("select -1"), "select $1");
+        assert_eq!(t("values (-1, - 2)"), "values ($1, $2)");
+        assert_eq!(t("select 3 - -1"), "select $1 - $2");
+        assert_eq!(t("select 2-1"), "select $1 - $2");
+        assert_eq!(t("select t1.a-t2.b"), "select t1.a - t2.b");
+    }
+
+    #[test]
+    fn identifiers_are_not_constants() {
+        let (tpl, consts) =
+            templatize("select t1.c2, \"Col 3\", a$b from t1 join t_2 on t1.x = t_2.y");
+        assert_eq!(
+            tpl,
+            "select t1.c2, \"Col 3\", a$b from t1 join t_2 on t1.x = t_2.y"
+        );
+        assert!(consts.is_empty());
+    }
+
+    #[test]
+    fn different_structure_different_template() {
+        assert_ne!(
+            t("select a from t where x = 1"),
+            t("select b from t where x = 1")
+        );
+        assert_ne!(
+            t("select a from t where x = 1"),
+            t("select a from t where x > 1")
+        );
+        assert_ne!(
+            t("select a from t where x in (1, 2)"),
+            t("select a from t where x in (1, 2, 3)")
+        );
+        assert_ne!(t("select \"A\" from t"), t("select \"a\" from t"));
+    }
+
+    #[test]
+    fn whitespace_comments_and_case() {
+        assert_eq!(
+            t("SELECT count( * )\n\tFROM   t -- trailing\n WHERE /* c /* nested */ */ x = 1;"),
+            t("select count(*) from t where x=2 ;")
+        );
+        assert_eq!(t("BEGIN;"), "begin");
+        assert_eq!(t("select 1; select 2;"), "select $1; select $2");
+        assert_eq!(
+            t("select count(*) from t where x = 1"),
+            t("select count(*) from t where x=2 ;")
+        );
+        assert_eq!(t("select count(*) from t"), "select count(*) from t");
+        assert_eq!(
+            t("select x::int, a[1] from t"),
+            "select x::int, a[$1] from t"
+        );
+        assert_eq!(
+            t("select * from t where x in (1,2)"),
+            "select * from t where x in ($1, $2)"
+        );
+    }
+
+    #[test]
+    fn constants_are_reported_with_their_text() {
+        let (_, c) = templatize("select 'a''b', -3, E'x\\'', $1 from t where y = 2.5");
+        assert_eq!(c, vec!["'a''b'", "-3", "E'x\\''", "$1", "2.5"]);
+    }
+
+    #[test]
+    fn unterminated_and_odd_input_does_not_panic() {
+        for s in [
+            "'abc",
+            "$$abc",
+            "$tag$ab",
+            "\"abc",
+            "/* abc",
+            "E'\\",
+            "- -",
+            "$",
+            "U&",
+            "0x",
+            "1e",
+            "\u{e9}t\u{e9}",
+        ] {
+            let _ = templatize(s);
+        }
+    }
+}
