@@ -6,10 +6,19 @@ use std::error::Error as StdError;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
+use std::future::Future;
+use std::pin::Pin;
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement as PgStatement};
 
-use super::cancel::Cancel;
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{
+    Client, Config, Connection, NoTls, SimpleQueryMessage, Socket, Statement as PgStatement,
+};
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::cancel::{InFlight, Registry};
 use super::options::Settings;
 use super::txn::{txn_effect, TxnEffect};
 use crate::trace::Statement;
@@ -70,15 +79,8 @@ impl ToSql for TextParam<'_> {
     to_sql_checked!();
 }
 
-/// The outcome of one statement.
-pub enum Exec {
-    Done {
-        start: Instant,
-        end: Instant,
-        code: Code,
-    },
-    Cancelled,
-}
+/// Start, end and SQLSTATE of one statement.
+pub type Timing = (Instant, Instant, Code);
 
 pub struct Conn {
     client: Client,
@@ -88,47 +90,95 @@ pub struct Conn {
     pub in_txn: bool,
     /// The connection is gone; the next statement needs a new one.
     pub broken: bool,
-    driver: tokio::task::JoinHandle<()>,
+    /// The connection's I/O, polled by the task that uses the client (see [`drive`]);
+    /// `None` once it has ended.
+    driver: Option<Driver>,
+    flight: Arc<InFlight>,
+    _registered: Registered,
+}
+
+type Driver = Pin<Box<Connection<Socket, NoTlsStream>>>;
+
+/// Removes the connection from the registry when dropped.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.unregister(self.id);
+    }
+}
+
+/// Awaits `work` (a client call) while polling the connection's I/O in the same task,
+/// instead of in a task of its own: a round trip then needs no wake-up of another task
+/// (nor, on a multi-thread runtime, of another thread).
+async fn drive<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    if let Some(d) = driver.as_mut() {
+        tokio::select! {
+            biased;
+            // The connection future ends only when it fails or is closed; the client call
+            // then fails too ("connection closed").
+            _ = d.as_mut() => *driver = None,
+            r = &mut work => return r,
+        }
+    }
+    work.await
 }
 
 /// Connects; `Err` holds the SQLSTATE to record (the server's, or 08001) and a message.
 pub async fn connect(
     cfg: &Config,
     statement_timeout_ms: Option<u64>,
+    registry: &Arc<Registry>,
 ) -> Result<Conn, (Code, String)> {
     let (client, connection) = cfg
         .connect(NoTls)
         .await
         .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
-    // The driver ends when the client is dropped (after sending Terminate).
-    let driver = tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    if let Some(ms) = statement_timeout_ms {
-        client
-            .batch_execute(&format!("SET statement_timeout = {ms}"))
-            .await
-            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
-    }
-    Ok(Conn {
+    let (id, flight) = registry.register(client.cancel_token());
+    let mut conn = Conn {
         client,
         cache: HashMap::new(),
         in_txn: false,
         broken: false,
-        driver,
-    })
+        driver: Some(Box::pin(connection)),
+        flight,
+        _registered: Registered {
+            registry: registry.clone(),
+            id,
+        },
+    };
+    if let Some(ms) = statement_timeout_ms {
+        conn.batch(&format!("SET statement_timeout = {ms}"))
+            .await
+            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
+    }
+    Ok(conn)
 }
 
 impl Conn {
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// `batch_execute` (simple protocol, rows ignored).
+    pub async fn batch(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        drive(&mut self.driver, self.client.batch_execute(sql)).await
     }
 
-    /// Closes the connection (Terminate) and waits briefly for its driver to finish.
+    async fn simple(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+        drive(&mut self.driver, self.client.simple_query(sql)).await
+    }
+
+    /// Closes the connection: the driver sends Terminate once the client is gone.
     pub async fn close(self) {
         let Conn { client, driver, .. } = self;
         drop(client);
-        let _ = tokio::time::timeout(Duration::from_secs(1), driver).await;
+        if let Some(d) = driver {
+            let _ = tokio::time::timeout(Duration::from_secs(1), d).await;
+        }
     }
 
     fn fail_code(&mut self, e: &tokio_postgres::Error) -> Code {
@@ -145,61 +195,52 @@ impl Conn {
 
     async fn exec_plain(&mut self, st: &Statement) -> Result<(), tokio_postgres::Error> {
         if st.params.is_empty() {
-            return self.client.batch_execute(&st.sql).await;
+            return self.batch(&st.sql).await;
         }
-        let stmt = match self.cache.get(&st.sql) {
+        let Conn {
+            client,
+            driver,
+            cache,
+            ..
+        } = self;
+        let stmt = match cache.get(&st.sql) {
             Some(s) => s.clone(),
             None => {
-                let s = self.client.prepare(&st.sql).await?;
-                self.cache.insert(st.sql.clone(), s.clone());
+                let s = drive(driver, client.prepare(&st.sql)).await?;
+                cache.insert(st.sql.clone(), s.clone());
                 s
             }
         };
-        self.client
-            .execute_raw(&stmt, st.params.iter().map(|p| TextParam(p.as_deref())))
+        let params = st.params.iter().map(|p| TextParam(p.as_deref()));
+        drive(driver, client.execute_raw(&stmt, params))
             .await
             .map(|_| ())
     }
 
-    /// Runs the statement alone, timed; `None` if cancelled (a cancel request is sent).
-    async fn timed(&mut self, st: &Statement, cancel: &Cancel) -> Option<(Instant, Instant, Code)> {
+    /// Runs the statement alone, timed. While it runs the connection is marked busy, so a
+    /// cancelled replay sends it a cancel request.
+    async fn timed(&mut self, st: &Statement) -> Timing {
+        self.flight.busy.store(true, Ordering::Relaxed);
         let start = Instant::now();
-        let r = tokio::select! {
-            biased;
-            r = self.exec_plain(st) => Some(r),
-            _ = cancel.cancelled() => None,
-        };
+        let r = self.exec_plain(st).await;
         let end = Instant::now();
+        self.flight.busy.store(false, Ordering::Relaxed);
         match r {
-            Some(Ok(())) => Some((start, end, OK)),
-            Some(Err(e)) => Some((start, end, self.fail_code(&e))),
-            None => {
-                let token = self.client.cancel_token();
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(2), token.cancel_query(NoTls)).await;
-                None
-            }
+            Ok(()) => (start, end, OK),
+            Err(e) => (start, end, self.fail_code(&e)),
         }
     }
 
     /// Runs one trace statement, with `settings` applied to it alone when given.
-    pub async fn run(
-        &mut self,
-        st: &Statement,
-        settings: Option<&Settings>,
-        cancel: &Cancel,
-    ) -> Exec {
+    pub async fn run(&mut self, st: &Statement, settings: Option<&Settings>) -> Timing {
         let effect = txn_effect(&st.sql);
         // Transaction-control statements never get settings: wrapping them would change
         // the session's transaction block.
         let settings = settings.filter(|_| effect == TxnEffect::None);
-        let r = match settings {
-            None => self.timed(st, cancel).await,
-            Some(s) if !self.in_txn => self.run_wrapped(st, s, cancel).await,
-            Some(s) => self.run_in_txn(st, s, cancel).await,
-        };
-        let Some((start, end, code)) = r else {
-            return Exec::Cancelled;
+        let (start, end, code) = match settings {
+            None => self.timed(st).await,
+            Some(s) if !self.in_txn => self.run_wrapped(st, s).await,
+            Some(s) => self.run_in_txn(st, s).await,
         };
         if code == OK {
             match effect {
@@ -212,53 +253,39 @@ impl Conn {
         } else if !self.broken {
             self.probe_txn_state().await;
         }
-        Exec::Done { start, end, code }
+        (start, end, code)
     }
 
     /// Outside a transaction block: `BEGIN; SET LOCAL ...`, the statement, then COMMIT
     /// (ROLLBACK if it failed). A failing COMMIT is the statement's error.
-    async fn run_wrapped(
-        &mut self,
-        st: &Statement,
-        s: &Settings,
-        cancel: &Cancel,
-    ) -> Option<(Instant, Instant, Code)> {
-        if let Err(e) = self
-            .client
-            .batch_execute(&format!("BEGIN; {}", s.set_local))
-            .await
-        {
+    async fn run_wrapped(&mut self, st: &Statement, s: &Settings) -> Timing {
+        if let Err(e) = self.batch(&format!("BEGIN; {}", s.set_local)).await {
             let now = Instant::now();
             let code = self.fail_code(&e);
             if !self.broken {
-                let _ = self.client.batch_execute("ROLLBACK").await;
+                let _ = self.batch("ROLLBACK").await;
             }
-            return Some((now, now, code));
+            return (now, now, code);
         }
-        let (start, end, mut code) = self.timed(st, cancel).await?;
+        let (start, end, mut code) = self.timed(st).await;
         if self.broken {
-            return Some((start, end, code));
+            return (start, end, code);
         }
         let finish = if code == OK { "COMMIT" } else { "ROLLBACK" };
-        if let Err(e) = self.client.batch_execute(finish).await {
+        if let Err(e) = self.batch(finish).await {
             if code == OK {
                 code = self.fail_code(&e);
             }
         }
-        Some((start, end, code))
+        (start, end, code)
     }
 
     /// Inside a logged transaction block: read the current values, `SET LOCAL` the
     /// template's, run the statement, then `SET LOCAL` the old values back so the rest of
     /// the logged transaction runs as logged. If the block is already aborted, the
     /// statement runs plain (and fails with 25P02 as it would have).
-    async fn run_in_txn(
-        &mut self,
-        st: &Statement,
-        s: &Settings,
-        cancel: &Cancel,
-    ) -> Option<(Instant, Instant, Code)> {
-        let old = match self.client.simple_query(&s.read_current).await {
+    async fn run_in_txn(&mut self, st: &Statement, s: &Settings) -> Timing {
+        let old = match self.simple(&s.read_current).await {
             Ok(msgs) => msgs.iter().find_map(|m| match m {
                 SimpleQueryMessage::Row(r) => (0..r.len())
                     .map(|i| r.get(i).map(str::to_owned))
@@ -268,28 +295,24 @@ impl Conn {
             Err(_) => None,
         };
         let Some(old) = old else {
-            return self.timed(st, cancel).await;
+            return self.timed(st).await;
         };
-        if let Err(e) = self.client.batch_execute(&s.set_local).await {
+        if let Err(e) = self.batch(&s.set_local).await {
             let now = Instant::now();
-            return Some((now, now, self.fail_code(&e)));
+            return (now, now, self.fail_code(&e));
         }
-        let r = self.timed(st, cancel).await?;
+        let r = self.timed(st).await;
         if r.2 == OK {
-            let _ = self.client.batch_execute(&s.restore_sql(&old)).await;
+            let _ = self.batch(&s.restore_sql(&old)).await;
         }
-        Some(r)
+        r
     }
 
     /// After an error, asks the server whether a transaction block is open: in an aborted
     /// block any query fails (25P02); in a healthy block `now()` (transaction start) differs
     /// from `statement_timestamp()`; outside one they are equal.
     async fn probe_txn_state(&mut self) {
-        match self
-            .client
-            .simple_query("SELECT now() = statement_timestamp()")
-            .await
-        {
+        match self.simple("SELECT now() = statement_timestamp()").await {
             Ok(msgs) => {
                 let outside = msgs.iter().any(|m| match m {
                     SimpleQueryMessage::Row(r) => r.get(0) == Some("t"),
@@ -310,7 +333,7 @@ impl Conn {
     /// connection serves another session).
     pub async fn rollback_if_open(&mut self) {
         if self.in_txn && !self.broken {
-            if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+            if let Err(e) = self.batch("ROLLBACK").await {
                 self.fail_code(&e);
             }
             self.in_txn = false;

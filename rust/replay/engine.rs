@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinSet;
 use tokio_postgres::Config;
 
-use super::cancel::Cancel;
-use super::conn::{connect, Code, Conn, Exec, OK};
+use super::cancel::{Cancel, Registry};
+use super::conn::{connect, Code, Conn, OK};
 use super::options::{ReplayOptions, Settings};
 use super::timer::{HrTimer, HrTimerHandle};
 use super::{ReplayError, ReplayResult};
@@ -24,8 +24,12 @@ use crate::trace::Trace;
 const CONNECT_AHEAD: Duration = Duration::from_millis(250);
 /// Connections opened at once while warming up.
 const CONNECT_PARALLELISM: usize = 16;
-/// Capacity of the channel from the tasks to the collector: when it is full, tasks wait.
-const CHANNEL_CAPACITY: usize = 4096;
+/// Records travel to the collector in batches of at most this many...
+const BATCH: usize = 256;
+/// ... or as soon as the oldest one is this old, or before a task sleeps longer than it.
+const FLUSH_AGE: Duration = Duration::from_millis(20);
+/// Capacity (in batches) of the channel to the collector: when it is full, tasks wait.
+const CHANNEL_CAPACITY: usize = 64;
 
 /// Statement indices grouped by session (CSR), each session's in trace order.
 struct Plan {
@@ -66,6 +70,44 @@ struct Record {
     code: Code,
 }
 
+/// A task's outgoing records, sent to the collector in batches.
+struct Out {
+    tx: mpsc::Sender<Vec<Record>>,
+    buf: Vec<Record>,
+    oldest: Instant,
+}
+
+impl Out {
+    fn new(tx: mpsc::Sender<Vec<Record>>) -> Out {
+        Out {
+            tx,
+            buf: Vec::new(),
+            oldest: Instant::now(),
+        }
+    }
+
+    /// false if the collector is gone.
+    async fn push(&mut self, r: Record) -> bool {
+        if self.buf.is_empty() {
+            self.oldest = r.end;
+        }
+        let end = r.end;
+        self.buf.push(r);
+        if self.buf.len() >= BATCH || end.duration_since(self.oldest) >= FLUSH_AGE {
+            return self.flush().await;
+        }
+        true
+    }
+
+    async fn flush(&mut self) -> bool {
+        if self.buf.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
+        self.tx.send(batch).await.is_ok()
+    }
+}
+
 struct Ctx {
     trace: Arc<Trace>,
     cfg: Config,
@@ -77,6 +119,7 @@ struct Ctx {
     base: Instant,
     timer: HrTimerHandle,
     cancel: Arc<Cancel>,
+    registry: Arc<Registry>,
     plan: Plan,
 }
 
@@ -93,24 +136,28 @@ impl Ctx {
         }
     }
 
-    /// Runs statement `idx` on `conn` (connecting if needed) and sends its record;
-    /// false if the replay is over for this task (cancelled or the collector is gone).
-    async fn run_one(
-        &self,
-        conn: &mut Option<Conn>,
-        idx: u32,
-        slot: i32,
-        tx: &mpsc::Sender<Record>,
-    ) -> bool {
-        if self.speed.is_some() && !self.sleep_until(self.deadline(idx)).await {
-            return false;
+    async fn connect(&self) -> Result<Conn, (Code, String)> {
+        connect(&self.cfg, self.statement_timeout_ms, &self.registry).await
+    }
+
+    /// Runs statement `idx` on `conn` (connecting if needed) and records it; false if the
+    /// replay is over for this task (cancelled, or the collector is gone).
+    async fn run_one(&self, conn: &mut Option<Conn>, idx: u32, slot: i32, out: &mut Out) -> bool {
+        if self.speed.is_some() {
+            let at = self.deadline(idx);
+            if at.saturating_duration_since(Instant::now()) > FLUSH_AGE && !out.flush().await {
+                return false;
+            }
+            if !self.sleep_until(at).await {
+                return false;
+            }
         }
         if self.cancel.is_cancelled() {
             return false;
         }
         if conn.as_ref().is_none_or(|c| c.broken) {
             *conn = None;
-            match connect(&self.cfg, self.statement_timeout_ms).await {
+            match self.connect().await {
                 Ok(c) => *conn = Some(c),
                 Err((code, _)) => {
                     let now = Instant::now();
@@ -121,7 +168,7 @@ impl Ctx {
                         end: now,
                         code,
                     };
-                    return tx.send(rec).await.is_ok();
+                    return out.push(rec).await;
                 }
             }
         }
@@ -133,33 +180,40 @@ impl Ctx {
             .settings
             .get(st.template_id as usize)
             .and_then(|s| s.as_deref());
-        match c.run(st, settings, &self.cancel).await {
-            Exec::Cancelled => false,
-            Exec::Done { start, end, code } => {
-                let rec = Record {
-                    idx,
-                    connection: slot,
-                    start,
-                    end,
-                    code,
-                };
-                tx.send(rec).await.is_ok()
-            }
+        let (start, end, code) = c.run(st, settings).await;
+        // A statement interrupted by the replay's own cancellation is not a result.
+        if self.cancel.is_cancelled() {
+            return false;
         }
+        let rec = Record {
+            idx,
+            connection: slot,
+            start,
+            end,
+            code,
+        };
+        out.push(rec).await
     }
 }
 
 /// One session on its own connection.
-async fn session_task(ctx: Arc<Ctx>, session: u32, conn: Option<Conn>, tx: mpsc::Sender<Record>) {
+async fn session_task(
+    ctx: Arc<Ctx>,
+    session: u32,
+    conn: Option<Conn>,
+    tx: mpsc::Sender<Vec<Record>>,
+) {
+    let mut out = Out::new(tx);
     let mut conn = match conn {
         Some(c) => Some(c),
-        None => connect(&ctx.cfg, ctx.statement_timeout_ms).await.ok(),
+        None => ctx.connect().await.ok(),
     };
     for &idx in ctx.plan.stmts(session) {
-        if !ctx.run_one(&mut conn, idx, session as i32, &tx).await {
+        if !ctx.run_one(&mut conn, idx, session as i32, &mut out).await {
             break;
         }
     }
+    out.flush().await;
     if let Some(c) = conn {
         c.close().await;
     }
@@ -242,13 +296,14 @@ async fn worker(
     pool: Arc<Pool>,
     slot: i32,
     conn: Option<Conn>,
-    tx: mpsc::Sender<Record>,
+    tx: mpsc::Sender<Vec<Record>>,
 ) {
+    let mut out = Out::new(tx);
     let mut conn = conn;
     'sessions: while let Some((session, mut pos)) = pool.acquire(&ctx).await {
         let stmts = ctx.plan.stmts(session);
         loop {
-            if !ctx.run_one(&mut conn, stmts[pos], slot, &tx).await {
+            if !ctx.run_one(&mut conn, stmts[pos], slot, &mut out).await {
                 break 'sessions;
             }
             pos += 1;
@@ -266,22 +321,33 @@ async fn worker(
             }
         }
     }
+    out.flush().await;
     if let Some(c) = conn {
         c.close().await;
     }
 }
 
-async fn connect_many(cfg: &Config, timeout_ms: Option<u64>, n: usize) -> Vec<Option<Conn>> {
+async fn connect_many(
+    cfg: &Config,
+    timeout_ms: Option<u64>,
+    registry: &Arc<Registry>,
+    n: usize,
+) -> Vec<Option<Conn>> {
     stream::iter(0..n)
-        .map(|_| async move { connect(cfg, timeout_ms).await.ok() })
+        .map(|_| async move { connect(cfg, timeout_ms, registry).await.ok() })
         .buffered(CONNECT_PARALLELISM)
         .collect()
         .await
 }
 
 /// Checks the target and the per-template settings on one probe connection.
-async fn probe(cfg: &Config, opts: &ReplayOptions, n_templates: usize) -> Result<(), ReplayError> {
-    let conn = connect(cfg, opts.statement_timeout_ms)
+async fn probe(
+    cfg: &Config,
+    opts: &ReplayOptions,
+    n_templates: usize,
+    registry: &Arc<Registry>,
+) -> Result<(), ReplayError> {
+    let mut conn = connect(cfg, opts.statement_timeout_ms, registry)
         .await
         .map_err(|(_, msg)| ReplayError::Connect(msg))?;
     let mut ids: Vec<_> = opts.template_settings.keys().copied().collect();
@@ -291,11 +357,8 @@ async fn probe(cfg: &Config, opts: &ReplayOptions, n_templates: usize) -> Result
         let Some(s) = table.get(id as usize).and_then(|s| s.as_ref()) else {
             continue;
         };
-        let r = conn
-            .client()
-            .batch_execute(&format!("BEGIN; {}", s.set_local))
-            .await;
-        let _ = conn.client().batch_execute("ROLLBACK").await;
+        let r = conn.batch(&format!("BEGIN; {}", s.set_local)).await;
+        let _ = conn.batch("ROLLBACK").await;
         if let Err(e) = r {
             let msg = e
                 .as_db_error()
@@ -337,7 +400,20 @@ pub async fn run(
     done: Arc<AtomicU64>,
     cancel: Arc<Cancel>,
 ) -> Result<ReplayResult, ReplayError> {
-    probe(&cfg, &opts, trace.templates.len()).await?;
+    let registry = Arc::new(Registry::default());
+    probe(&cfg, &opts, trace.templates.len(), &registry).await?;
+    // On cancellation, cancel the statements in flight (again every 100 ms, for those
+    // that were just being sent when the first requests went out).
+    let canceller = {
+        let (cancel, registry) = (cancel.clone(), registry.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            loop {
+                registry.cancel_busy().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let timer = HrTimer::start()
         .map_err(|e| ReplayError::Internal(format!("cannot start the timer thread: {e}")))?;
     let n = trace.statements.len();
@@ -363,7 +439,7 @@ pub async fn run(
                 }
             }
             let k = k.min(remaining.max(1));
-            initial = connect_many(&cfg, opts.statement_timeout_ms, k).await;
+            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, k).await;
             pool_state = Some(PoolState { heap, remaining });
         }
         None => {
@@ -375,7 +451,8 @@ pub async fn run(
                 }
             }
             late_sessions.sort_unstable();
-            initial = connect_many(&cfg, opts.statement_timeout_ms, early_sessions.len()).await;
+            let n_early = early_sessions.len();
+            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, n_early).await;
         }
     }
 
@@ -390,9 +467,10 @@ pub async fn run(
         base,
         timer: timer.handle(),
         cancel,
+        registry,
         plan,
     });
-    let (tx, mut rx) = mpsc::channel::<Record>(CHANNEL_CAPACITY);
+    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_CAPACITY);
     let mut tasks = JoinSet::new();
     match pool_state {
         Some(state) => {
@@ -447,17 +525,20 @@ pub async fn run(
         ..Default::default()
     };
     let rel = |t: Instant| t.saturating_duration_since(base).as_nanos() as i64;
-    while let Some(r) = rx.recv().await {
-        let i = r.idx as usize;
-        res.connection[i] = r.connection;
-        res.start_ns[i] = rel(r.start);
-        res.end_ns[i] = rel(r.end);
-        res.sqlstate[i] = r.code;
-        res.executed += 1;
-        res.elapsed_ns = res.elapsed_ns.max(res.end_ns[i]);
-        done.fetch_add(1, Ordering::Relaxed);
+    while let Some(batch) = rx.recv().await {
+        for r in &batch {
+            let i = r.idx as usize;
+            res.connection[i] = r.connection;
+            res.start_ns[i] = rel(r.start);
+            res.end_ns[i] = rel(r.end);
+            res.sqlstate[i] = r.code;
+            res.elapsed_ns = res.elapsed_ns.max(res.end_ns[i]);
+        }
+        res.executed += batch.len() as u64;
+        done.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
     while tasks.join_next().await.is_some() {}
+    canceller.abort();
     res.cancelled = ctx.cancel.is_cancelled();
     drop(ctx);
     drop(timer);

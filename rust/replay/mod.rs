@@ -194,8 +194,16 @@ pub fn start(
             .map(|n| n.get())
             .unwrap_or(2)
     });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+    // One thread: a current-thread runtime (no cross-thread wake-ups at all); more: a
+    // multi-thread runtime with that many workers.
+    let mut builder = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    let rt = builder
         .thread_name("dbgym-replay")
         .enable_all()
         .build()
