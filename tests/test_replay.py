@@ -11,7 +11,6 @@ import pytest
 import dbgym
 from dbgym import _core
 from dbgym.errors import WorkloadError
-from tests.replay_server import Server, throwaway_server
 
 Row = tuple[str, int, str, Sequence[str | None] | None]
 
@@ -26,12 +25,12 @@ def make_trace(rows: Sequence[Row]) -> _core.Trace:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with throwaway_server() as s:
-        yield s
+def server() -> Iterator[dbgym.PostgresInstance]:
+    with dbgym.PostgresInstance.launch() as inst:
+        yield inst
 
 
-def sql(server: Server, query: str) -> list[tuple[object, ...]]:
+def sql(server: dbgym.PostgresInstance, query: str) -> list[tuple[object, ...]]:
     with psycopg.connect(server.dsn, autocommit=True) as c:
         cur = c.execute(query)
         return cur.fetchall() if cur.description else []
@@ -60,7 +59,9 @@ def interleaved_inserts(table: str, sessions: int, per_session: int) -> list[Row
 
 
 @pytest.mark.parametrize("concurrency", [None, 2])
-def test_counts_and_per_session_order(server: Server, concurrency: int | None) -> None:
+def test_counts_and_per_session_order(
+    server: dbgym.PostgresInstance, concurrency: int | None
+) -> None:
     table = f"ord_{concurrency or 0}"
     sql(server, f"CREATE TABLE {table} (id bigserial, sess int, seq int)")
     rows = interleaved_inserts(table, sessions=6, per_session=40)
@@ -86,7 +87,7 @@ def test_counts_and_per_session_order(server: Server, concurrency: int | None) -
     assert set(summary.latency_by_template) == set(np.unique(r.template_id).tolist())
 
 
-def test_errors_are_recorded_and_replay_goes_on(server: Server) -> None:
+def test_errors_are_recorded_and_replay_goes_on(server: dbgym.PostgresInstance) -> None:
     rows: list[Row] = [
         ("a", 0, "SELECT 1", None),
         ("a", 1, "SELECT 1/0", None),
@@ -114,7 +115,9 @@ def test_errors_are_recorded_and_replay_goes_on(server: Server) -> None:
         assert s.errors_by_sqlstate == {"22012": 2, "42P01": 1, "22P02": 1, "25P02": 2, "42601": 1}
 
 
-def test_killed_connection_is_recorded_and_the_session_reconnects(server: Server) -> None:
+def test_killed_connection_is_recorded_and_the_session_reconnects(
+    server: dbgym.PostgresInstance,
+) -> None:
     rows: list[Row] = [
         ("a", 0, "SELECT 1", None),
         ("a", 1, "SELECT pg_terminate_backend(pg_backend_pid())", None),
@@ -126,7 +129,9 @@ def test_killed_connection_is_recorded_and_the_session_reconnects(server: Server
     assert codes[1] in ("57P01", "08006"), codes
 
 
-def test_speed_one_keeps_the_logged_timing_and_speed_two_halves_it(server: Server) -> None:
+def test_speed_one_keeps_the_logged_timing_and_speed_two_halves_it(
+    server: dbgym.PostgresInstance,
+) -> None:
     gap_us = 100_000
     rows: list[Row] = [("a", i * gap_us, "SELECT 1", None) for i in range(6)]
     rows += [("b", 50_000 + i * gap_us, "SELECT $1::int", [str(i)]) for i in range(5)]
@@ -146,18 +151,19 @@ def test_speed_one_keeps_the_logged_timing_and_speed_two_halves_it(server: Serve
         assert r.elapsed_ns / 1e6 == pytest.approx(span_ms, abs=30)
 
 
-def test_concurrency_limit_is_respected_on_the_server(server: Server) -> None:
+def test_concurrency_limit_is_respected_on_the_server(server: dbgym.PostgresInstance) -> None:
     sql(server, "CREATE TABLE conc (n int)")
     probe = (
         "INSERT INTO conc SELECT count(*) FROM pg_stat_activity "
-        "WHERE backend_type = 'client backend' AND datname = current_database()"
+        "WHERE application_name = 'dbgym-replay-test'"
     )
     rows: list[Row] = []
     for s in range(8):
         for i in range(3):
             rows.append((f"s{s}", i, "SELECT pg_sleep(0.03)", None))
             rows.append((f"s{s}", i, probe, None))
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=None, concurrency=2)
+    dsn = server.dsn + "&application_name=dbgym-replay-test"
+    r = dbgym.replay(make_trace(rows), dsn, speed=None, concurrency=2)
     assert r.ok.all()
     counts = [int(str(n)) for (n,) in sql(server, "SELECT n FROM conc")]
     assert len(counts) == 24
@@ -173,7 +179,9 @@ def test_concurrency_limit_is_respected_on_the_server(server: Server) -> None:
     assert r.elapsed_ns >= 12 * 30e6
 
 
-def test_multiplexed_sessions_keep_their_transactions_on_one_connection(server: Server) -> None:
+def test_multiplexed_sessions_keep_their_transactions_on_one_connection(
+    server: dbgym.PostgresInstance,
+) -> None:
     sql(server, "CREATE TABLE tx (sess int, v int)")
     rows: list[Row] = []
     for s in range(5):
@@ -204,7 +212,7 @@ def test_multiplexed_sessions_keep_their_transactions_on_one_connection(server: 
     assert got == [(s, v) for s in range(5) for v in (1, 2)]
 
 
-def test_template_settings_apply_to_their_template_only(server: Server) -> None:
+def test_template_settings_apply_to_their_template_only(server: dbgym.PostgresInstance) -> None:
     sql(server, "CREATE TABLE seen (tag text, hj text)")
     a = "INSERT INTO seen VALUES ('a', current_setting('enable_hashjoin'))"
     b = "INSERT INTO seen VALUES ('b', current_setting('enable_hashjoin'))"
@@ -243,7 +251,7 @@ def test_template_settings_apply_to_their_template_only(server: Server) -> None:
     ]
 
 
-def test_template_settings_change_the_plan(server: Server) -> None:
+def test_template_settings_change_the_plan(server: dbgym.PostgresInstance) -> None:
     sql(server, "CREATE TABLE j1 AS SELECT g AS k FROM generate_series(1, 2000) g")
     sql(server, "CREATE TABLE j2 AS SELECT g AS k FROM generate_series(1, 2000) g")
     sql(server, "ANALYZE j1; ANALYZE j2")
@@ -261,7 +269,7 @@ def test_template_settings_change_the_plan(server: Server) -> None:
     assert sql(server, "SELECT p FROM plans") == [("Nested Loop",), ("Hash Join",)]
 
 
-def test_statement_timeout_yields_57014(server: Server) -> None:
+def test_statement_timeout_yields_57014(server: dbgym.PostgresInstance) -> None:
     rows: list[Row] = [
         ("a", 0, "SELECT pg_sleep(2)", None),
         ("a", 1, "SELECT 1", None),
@@ -271,7 +279,7 @@ def test_statement_timeout_yields_57014(server: Server) -> None:
     assert 0.09 <= r.latency_ns[0] / 1e9 < 1.0
 
 
-def test_bad_input_is_a_clear_error(server: Server) -> None:
+def test_bad_input_is_a_clear_error(server: dbgym.PostgresInstance) -> None:
     trace = make_trace([("a", 0, "SELECT 1", None)])
     with pytest.raises(WorkloadError, match="speed"):
         dbgym.replay(trace, server.dsn, speed=0)

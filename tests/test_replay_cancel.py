@@ -13,13 +13,19 @@ import pytest
 
 import dbgym
 from dbgym import _core
-from tests.replay_server import Server, throwaway_server
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[Server]:
-    with throwaway_server() as s:
-        yield s
+def server() -> Iterator[dbgym.PostgresInstance]:
+    with dbgym.PostgresInstance.launch() as inst:
+        yield inst
+
+
+APP = "dbgym-replay-cancel-test"
+
+
+def target(server: dbgym.PostgresInstance) -> str:
+    return server.dsn + "&application_name=" + APP
 
 
 def sleeping_trace(sessions: int, per_session: int) -> _core.Trace:
@@ -31,17 +37,16 @@ def sleeping_trace(sessions: int, per_session: int) -> _core.Trace:
     )
 
 
-def replay_backends(server: Server) -> int:
+def replay_backends(server: dbgym.PostgresInstance) -> int:
     with psycopg.connect(server.dsn, autocommit=True) as c:
         row = c.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APP,)
         ).fetchone()
         assert row is not None
         return int(row[0])
 
 
-def wait_for_backends(server: Server, expected: int, timeout: float = 5.0) -> int:
+def wait_for_backends(server: dbgym.PostgresInstance, expected: int, timeout: float = 5.0) -> int:
     deadline = time.monotonic() + timeout
     n = replay_backends(server)
     while n != expected and time.monotonic() < deadline:
@@ -50,8 +55,10 @@ def wait_for_backends(server: Server, expected: int, timeout: float = 5.0) -> in
     return n
 
 
-def test_cancel_stops_in_flight_statements_and_closes_connections(server: Server) -> None:
-    h = _core.replay_start(sleeping_trace(3, 2), server.dsn, speed=None)
+def test_cancel_stops_in_flight_statements_and_closes_connections(
+    server: dbgym.PostgresInstance,
+) -> None:
+    h = _core.replay_start(sleeping_trace(3, 2), target(server), speed=None)
     assert wait_for_backends(server, 3) == 3
     t0 = time.monotonic()
     h.cancel()
@@ -63,17 +70,17 @@ def test_cancel_stops_in_flight_statements_and_closes_connections(server: Server
     assert wait_for_backends(server, 0) == 0
 
 
-def test_ctrl_c_interrupts_replay_and_cleans_up(server: Server) -> None:
+def test_ctrl_c_interrupts_replay_and_cleans_up(server: dbgym.PostgresInstance) -> None:
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        dbgym.replay(sleeping_trace(2, 3), server.dsn, speed=None, progress=False)
+        dbgym.replay(sleeping_trace(2, 3), target(server), speed=None, progress=False)
     assert time.monotonic() - t0 < 6.0
     assert wait_for_backends(server, 0) == 0
 
 
-def test_progress_counter_advances(server: Server) -> None:
+def test_progress_counter_advances(server: dbgym.PostgresInstance) -> None:
     n = 40
     trace = _core.trace_from_statements(["a"] * n, [i * 5_000 for i in range(n)], ["SELECT 1"] * n)
     h = _core.replay_start(trace, server.dsn, speed=1.0)
