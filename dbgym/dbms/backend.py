@@ -116,6 +116,11 @@ class Backend(abc.ABC):
         """Client addresses (as the server sees them) that may connect over TCP."""
         return ["127.0.0.1/32"]
 
+    def planned_port(self) -> int | None:
+        """A host port the backend already set up during initdb (e.g. published by the
+        container it created for it); the core uses it unless the caller fixed a port."""
+        return None
+
     @abc.abstractmethod
     def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
         """Create a new cluster in `datadir` (UTF8, C locale) with that superuser/password.

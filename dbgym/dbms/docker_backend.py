@@ -73,6 +73,12 @@ def _client(timeout: int = 60) -> Any:
     return docker_client(timeout)
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _boot_id() -> str:
     try:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
@@ -201,8 +207,9 @@ class DockerBackend(Backend):
         }
 
     def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
-        """Run initdb in a one-off container of the image (same mounts and user)."""
-        assert self._workdir is not None, "prepare() first"
+        """Create the instance's container (port chosen here, see `planned_port`) and run
+        initdb in it."""
+        self._ensure_container(datadir, None)
         cmd = [
             "initdb",
             "-D",
@@ -216,31 +223,39 @@ class DockerBackend(Backend):
             "--no-sync",
             "--no-instructions",
         ]
-        container = self.client.containers.create(
-            self.image.image_id,
-            entrypoint=cmd[:1],
-            command=cmd[1:],
+        result = self._container.exec_run(
+            cmd,
             user=f"{self.uid}:{self.gid}",
-            working_dir=str(self._workdir),
-            volumes=self._volumes(),
-            labels=self._labels("initdb"),
-            network_disabled=True,
+            workdir=str(self._workdir),
             environment={"LC_ALL": "C", "LANG": "C"},
         )
-        try:
-            container.start()
-            status = container.wait(timeout=300)
-            code = int(status.get("StatusCode", -1))
-            if code != 0:
-                out = container.logs().decode(errors="replace").strip().splitlines()
-                raise PostgresStartError(
-                    f"initdb in {self.image.name} failed (exit {code})", out[-30:]
-                )
-        finally:
-            with contextlib.suppress(Exception):
-                container.remove(force=True, v=True)
+        if result.exit_code != 0:
+            out = result.output.decode(errors="replace").strip().splitlines()
+            raise PostgresStartError(
+                f"initdb in {self.image.name} failed (exit {result.exit_code})", out[-30:]
+            )
+
+    def planned_port(self) -> int | None:
+        return self._port
 
     # -- the container ----------------------------------------------------------------
+    def _ensure_container(self, datadir: Path, port: int | None) -> None:
+        """A running container publishing `port` (None: any free port, retried if taken)."""
+        if self._container is not None and port is not None and self._port != port:
+            self._remove_container()  # the published port is fixed per container
+        if self._container is not None and not self._container_running():
+            self._remove_container()
+        if self._container is not None:
+            return
+        for attempt in range(5):
+            try:
+                self._create_container(datadir, port if port is not None else _free_port())
+                return
+            except PostgresStartError as exc:
+                taken = any("already in use" in line for line in exc.log_lines)
+                if port is not None or not taken or attempt == 4:
+                    raise
+
     def _create_container(self, datadir: Path, port: int) -> None:
         import docker.errors
 
@@ -349,12 +364,7 @@ class DockerBackend(Backend):
         assert self._run is not None, "prepare() first"
         if self.is_running():
             raise PostgresStartError("server already running")
-        if self._container is not None and self._port != port:
-            self._remove_container()  # the published port is fixed per container
-        if self._container is not None and not self._container_running():
-            self._remove_container()
-        if self._container is None:
-            self._create_container(datadir, port)
+        self._ensure_container(datadir, port)
         log = self._workdir / "server.log" if self._workdir else None
         self._log_offset = log.stat().st_size if log is not None and log.exists() else 0
         self._attempt += 1

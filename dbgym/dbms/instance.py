@@ -129,7 +129,7 @@ class PostgresInstance:
             else:
                 inst._initdb()
             dd.configure(inst.datadir, be.hba_client_cidrs(), be.datadir_owner())
-            inst.port = port if port is not None else free_port()
+            inst.port = port if port is not None else (be.planned_port() or free_port())
             inst._port_fixed = port is not None
             inst._start()
             if knobs:
