@@ -9,6 +9,7 @@ from dbgym import errors
 from dbgym._core import __version__ as core_version
 from dbgym.dbms import KnobChange, PostgresInstance
 from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
+from dbgym.workload.workload import Workload
 
 __version__ = "0.1.0"
 
@@ -17,6 +18,7 @@ __all__ = [
     "PostgresInstance",
     "ReplayResult",
     "ReplaySummary",
+    "Workload",
     "__version__",
     "core_version",
     "errors",

@@ -2,8 +2,43 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+workload_app = typer.Typer(
+    name="workload", help="Workloads: inspect logs and SQL, replay them.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the top-level `dbgym` app."""
+    _register_inspect(workload_app)
+    app.add_typer(workload_app)
+
+
+# -- inspect (helper "trace") ---------------------------------------------------------
+def _register_inspect(group: typer.Typer) -> None:
+    @group.command("inspect")
+    def inspect_cmd(
+        source: Annotated[Path, typer.Argument(help="A server log, a .sql file or a directory")],
+        format: Annotated[
+            str | None, typer.Option(help="stderr | csvlog | jsonlog (default: detected)")
+        ] = None,
+        log_line_prefix: Annotated[
+            str | None, typer.Option(help="The server's log_line_prefix (stderr logs)")
+        ] = None,
+        lenient: Annotated[bool, typer.Option(help="Skip and count malformed lines")] = False,
+        top: Annotated[int, typer.Option(help="How many templates to list")] = 10,
+    ) -> None:
+        """Counts, sessions and the most frequent templates of a workload source."""
+        from dbgym.errors import DbgymError
+        from dbgym.workload.inspect import load_source, render, summarize
+
+        try:
+            w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
+        except DbgymError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(code=2) from None
+        render(summarize(w, top=top))

@@ -13,8 +13,9 @@
 //!   tokens except after `(` `[` `.` `::`, before `,` `)` `]` `[` `.` `::` `;`, and before `(`
 //!   when it follows an identifier (function call), so `count(*)` and `count ( * )` agree.
 //! - trailing `;` are dropped (`begin;` = `begin`).
-//! - `true`, `false`, `null` stay as they are (keywords); `IN (1, 2)` and `IN (1, 2, 3)` are
-//!   different templates (lists are not collapsed).
+//! - `NULL`, `TRUE`, `FALSE` are constants too (a client-side binding writes them for parameter
+//!   values), except after `IS` / `IS NOT`. `IN (1, 2)` and `IN (1, 2, 3)` are different
+//!   templates (lists are not collapsed).
 //!
 //! Never fails: whatever the bytes, it produces some template (unterminated quotes take the rest).
 
@@ -431,6 +432,18 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
             while j < n && is(b[j], IDENT_CONT) {
                 j += 1;
             }
+            let word = &b[i..j];
+            if (word.eq_ignore_ascii_case(b"null")
+                || word.eq_ignore_ascii_case(b"true")
+                || word.eq_ignore_ascii_case(b"false"))
+                && !after_is(e.out)
+            {
+                // A NULL/boolean literal is a value (what a client-side binding writes for a
+                // parameter), except in `IS [NOT] NULL/TRUE/FALSE`.
+                push_const(i..j, &mut e);
+                i = j;
+                continue;
+            }
             e.space_before(false);
             let start = e.out.len();
             e.out.extend(b[i..j].iter().map(u8::to_ascii_lowercase));
@@ -579,6 +592,14 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
     }
 }
 
+/// Whether the template so far ends with the word `is` or `is not`.
+fn after_is(out: &[u8]) -> bool {
+    let word_end = |o: &[u8], w: &[u8]| {
+        o.ends_with(w) && (o.len() == w.len() || o[o.len() - w.len() - 1] == b' ')
+    };
+    word_end(out, b"is") || word_end(out, b"is not")
+}
+
 fn utf8_len(c: u8) -> usize {
     match c {
         0xC0..=0xDF => 2,
@@ -644,6 +665,16 @@ mod tests {
         assert_eq!(t("select 3 - -1"), "select $1 - $2");
         assert_eq!(t("select 2-1"), "select $1 - $2");
         assert_eq!(t("select t1.a-t2.b"), "select t1.a - t2.b");
+    }
+
+    #[test]
+    fn null_and_booleans_are_values_except_in_is_tests() {
+        assert_eq!(t("SELECT  -9, 2.5, NULL, true"), t("select $1, $2, $3, $4"));
+        assert_eq!(
+            t("update t set a = null where b is null and c is not true"),
+            "update t set a = $1 where b is null and c is not true"
+        );
+        assert_eq!(t("select this, null"), "select this, $1");
     }
 
     #[test]
