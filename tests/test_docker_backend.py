@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,3 +262,65 @@ def test_restart_keeps_container_and_port(client: Any) -> None:
             assert conn.execute("SHOW shared_buffers").fetchone() == ("64MB",)
         assert pid1 is not None and pid2 is not None and pid1[1] != pid2[1]
         assert container_of(inst).id == before
+
+
+NON_ROOT_CHILD = """
+import os, dbgym
+assert os.geteuid() != 0
+with dbgym.PostgresInstance.launch(backend="docker") as inst:
+    assert inst.datadir.stat().st_uid == os.geteuid()  # files stay the caller's
+    inst.snapshot("a")
+    with inst.connect(autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x int)")
+    inst.restore("a")
+    with inst.connect() as conn:
+        assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
+    print(inst._backend.container.id, inst.workdir, flush=True)
+"""
+
+
+def test_non_root_caller_in_docker_group(client: Any) -> None:
+    """A non-root user with docker access: the container runs as that uid (with a
+    generated /etc/passwd), so the host files stay the caller's and snapshots work."""
+    import grp
+
+    import docker.errors
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a child as another user")
+    try:
+        docker_gid = grp.getgrnam("docker").gr_gid
+    except KeyError:
+        pytest.skip("no docker group to give the non-root user")
+    # the venv's interpreter may live under /root (mode 0700): use the system one if it
+    # is the same Python version (the installed packages must match it)
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3 for the non-root child")
+    version = subprocess.run(
+        [system_python, "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    if version != str(sys.version_info[:2]):
+        pytest.skip(f"system python3 is {version}, not {sys.version_info[:2]}")
+    paths = sysconfig.get_paths()
+    site = f"{paths['purelib']}:{paths['platlib']}"
+    out = subprocess.run(
+        [system_python, "-c", NON_ROOT_CHILD],
+        user=65534,
+        group=65534,
+        extra_groups=[docker_gid],
+        env={"HOME": "/tmp", "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{ROOT}"},
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    container_id, workdir = out.stdout.split()
+    with pytest.raises(docker.errors.NotFound):
+        client.containers.get(container_id)
+    assert not Path(workdir).exists()

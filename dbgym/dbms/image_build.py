@@ -208,7 +208,7 @@ def build_image(
     with _Progress(show_progress) as progress:
         downloaded = False
         if not (debs.exists() and meta.exists()):
-            partial = debs.with_name(debs.name + ".partial")
+            partial = debs.with_name(f"{debs.name}.{os.getpid()}.partial")
             scratch = cache / f"download-{os.getpid()}"
             try:
                 count = _run_debootstrap(
