@@ -8,6 +8,7 @@ from __future__ import annotations
 from dbgym import errors
 from dbgym._core import __version__ as core_version
 from dbgym.dbms import KnobChange, PostgresInstance
+from dbgym.plans import PlanCatalog, featurize
 from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
 from dbgym.workload.workload import Workload
 
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "KnobChange",
+    "PlanCatalog",
     "PostgresInstance",
     "ReplayResult",
     "ReplaySummary",
@@ -22,5 +24,6 @@ __all__ = [
     "__version__",
     "core_version",
     "errors",
+    "featurize",
     "replay",
 ]

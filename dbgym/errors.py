@@ -46,4 +46,19 @@ class WorkloadError(DbgymError):
 
 
 class PlanFormatError(DbgymError):
-    """An EXPLAIN plan is malformed: the message names the plan index and the JSON path."""
+    """An EXPLAIN plan is malformed: the message names the plan index and the JSON path.
+
+    `plan_index` (position in the batch) and `path` (JSON path, e.g.
+    `$[0].Plan.Plans[1]["Total Cost"]`) are also attributes when known.
+    """
+
+    def __init__(
+        self, message: str, plan_index: int | None = None, path: str | None = None
+    ) -> None:
+        self.plan_index = plan_index
+        self.path = path
+        super().__init__(message)
+
+
+class PlanCatalogError(DbgymError):
+    """A plan catalog is invalid (duplicate names) or its serialized form is unreadable."""

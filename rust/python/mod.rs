@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod featurize;
 mod replay;
 mod tpch;
 mod trace;
@@ -14,5 +15,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     trace::register(m)?;
     replay::register(m)?;
     tpch::register(m)?;
+    featurize::register(m)?;
     Ok(())
 }

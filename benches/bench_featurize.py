@@ -1,0 +1,96 @@
+"""Plan featurization speed, on one batch of real plans in one run.
+
+The batch: every plan of tests/plan_corpus.py (TPC-H-style queries, pgbench statements,
+DML, CTEs, window functions, ... under several planner settings and EXPLAIN option sets,
+captured from a live server once per session), replicated to 4080 plans (~25 MB JSON).
+
+Asserted, per encoding:
+- >= 10x faster than the plain-Python featurizer (dbgym.plans.reference: json.loads +
+  walking the dicts into the same arrays; checked equal to the Rust output first);
+- <= 2x the Rust parse-only floor (the same parse into the same node representation,
+  without encoding).
+Timings are the best of several interleaved rounds (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dbgym.plans import PlanCatalog, featurize, parse_plans_only
+from dbgym.plans.reference import featurize_reference
+from tests.plan_corpus import corpus, corpus_server
+
+REPLICATE = 10
+MIN_SPEEDUP_OVER_PYTHON = 10.0
+MAX_RATIO_TO_PARSE_FLOOR = 2.0
+
+
+@pytest.fixture(scope="module")
+def batch() -> list[str]:
+    return [p.text for p in corpus()] * REPLICATE
+
+
+@pytest.fixture(scope="module")
+def catalog() -> PlanCatalog:
+    with corpus_server().connect() as conn:
+        return PlanCatalog.from_connection(conn)
+
+
+def _seconds(fn: Callable[[], Any]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+@pytest.mark.parametrize("encoding", ["qppnet", "tcnn"])
+def test_featurize_vs_python_and_parse_floor(
+    benchmark: Any, batch: list[str], catalog: PlanCatalog, encoding: str
+) -> None:
+    def rust() -> Any:
+        return featurize(batch, catalog=catalog, encoding=encoding)  # type: ignore[arg-type]
+
+    def floor() -> int:
+        return parse_plans_only(batch)
+
+    def python() -> Any:
+        return featurize_reference(batch, catalog, encoding)  # type: ignore[arg-type]
+
+    # same work: the baseline's arrays equal the featurizer's
+    ours, theirs = rust(), python()
+    np.testing.assert_array_equal(ours.features, theirs.features)
+    np.testing.assert_array_equal(ours.parent, theirs.parent)
+    assert floor() == ours.n_nodes
+
+    t_rust: list[float] = []
+    t_floor: list[float] = []
+    for _ in range(15):
+        t_floor.append(_seconds(floor))
+        t_rust.append(_seconds(rust))
+    t_python = min(_seconds(python) for _ in range(3))
+    benchmark.pedantic(rust, rounds=5, iterations=1)
+
+    best_rust, best_floor = min(t_rust), min(t_floor)
+    speedup = t_python / best_rust
+    floor_ratio = best_rust / best_floor
+    benchmark.extra_info.update(
+        plans=len(batch),
+        nodes=ours.n_nodes,
+        megabytes=round(sum(map(len, batch)) / 1e6, 1),
+        rust_ms=round(best_rust * 1e3, 2),
+        parse_floor_ms=round(best_floor * 1e3, 2),
+        python_ms=round(t_python * 1e3, 1),
+        speedup_over_python=round(speedup, 1),
+        ratio_to_parse_floor=round(floor_ratio, 2),
+    )
+    print(
+        f"\n[{encoding}] {len(batch)} plans, {ours.n_nodes} nodes: rust {best_rust * 1e3:.1f} ms, "
+        f"parse-only {best_floor * 1e3:.1f} ms, python {t_python * 1e3:.0f} ms -> "
+        f"{speedup:.1f}x over python, {floor_ratio:.2f}x the parse floor"
+    )
+    assert speedup >= MIN_SPEEDUP_OVER_PYTHON, f"only {speedup:.1f}x faster than plain Python"
+    assert floor_ratio <= MAX_RATIO_TO_PARSE_FLOOR, f"{floor_ratio:.2f}x the parse-only floor"

@@ -1,0 +1,131 @@
+"""PlanCatalog: the relations, indexes and columns a featurization is relative to.
+
+The catalog fixes the one-hot columns of the "qppnet" encoding (one column per relation
+and per index, plus an `<other>` column each), so features computed against the same
+catalog are comparable across sessions. It is built from a live database, from plain
+lists, or read back from its JSON form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+import psycopg
+
+from dbgym import _core
+
+_RELATIONS_SQL = """
+SELECT DISTINCT c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+ORDER BY 1
+"""
+
+_INDEXES_SQL = """
+SELECT DISTINCT c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('i', 'I')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+ORDER BY 1
+"""
+
+_COLUMNS_SQL = """
+SELECT DISTINCT c.relname || '.' || a.attname
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+ORDER BY 1
+"""
+
+
+class SupportsConnect(Protocol):
+    """Anything with `.connect()` returning a psycopg connection (e.g. PostgresInstance)."""
+
+    def connect(self) -> psycopg.Connection[Any]: ...
+
+
+class PlanCatalog:
+    """Relations, indexes and columns (`"relation.column"`) of a database, in one-hot order.
+
+    Names are unqualified, as EXPLAIN prints them in "Relation Name"/"Index Name".
+    """
+
+    __slots__ = ("_core",)
+
+    def __init__(
+        self,
+        relations: Iterable[str] = (),
+        indexes: Iterable[str] = (),
+        columns: Iterable[str] = (),
+    ) -> None:
+        self._core = _core.PlanCatalog(list(relations), list(indexes), list(columns))
+
+    @classmethod
+    def _wrap(cls, core: _core.PlanCatalog) -> PlanCatalog:
+        cat = cls.__new__(cls)
+        cat._core = core
+        return cat
+
+    @classmethod
+    def from_instance(cls, instance: SupportsConnect) -> PlanCatalog:
+        """Read the user relations, indexes and columns of the instance's database."""
+        with instance.connect() as conn:
+            return cls.from_connection(conn)
+
+    @classmethod
+    def from_connection(cls, conn: psycopg.Connection[Any]) -> PlanCatalog:
+        """Read the user relations, indexes and columns through an open connection."""
+        with conn.cursor() as cur:
+            relations = [str(r[0]) for r in cur.execute(_RELATIONS_SQL).fetchall()]
+            indexes = [str(r[0]) for r in cur.execute(_INDEXES_SQL).fetchall()]
+            columns = [str(r[0]) for r in cur.execute(_COLUMNS_SQL).fetchall()]
+        return cls(relations, indexes, columns)
+
+    @property
+    def relations(self) -> tuple[str, ...]:
+        return tuple(self._core.relations)
+
+    @property
+    def indexes(self) -> tuple[str, ...]:
+        return tuple(self._core.indexes)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self._core.columns)
+
+    def to_json(self) -> str:
+        """The serialized form (`{"format": "dbgym.plan_catalog", "version": 1, ...}`)."""
+        return self._core.to_json()
+
+    @classmethod
+    def from_json(cls, text: str) -> PlanCatalog:
+        """Read the form written by `to_json`; raises PlanCatalogError if it is not one."""
+        return cls._wrap(_core.PlanCatalog.from_json(text))
+
+    def save(self, path: str | Path) -> None:
+        """Write the JSON form to `path` (atomically: a temp file renamed into place)."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+        tmp.replace(target)
+
+    @classmethod
+    def load(cls, path: str | Path) -> PlanCatalog:
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlanCatalog) and self._core == other._core
+
+    def __hash__(self) -> int:
+        return hash(self._core)
+
+    def __repr__(self) -> str:
+        return repr(self._core)
