@@ -38,7 +38,8 @@ from dbgym.dbms.images import DEFAULT_IMAGE
 from tests.conftest import docker_unavailable_reason
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFICIAL_LIKE = "dbgym-test/postgres-official-layout:15"
+# unique per test process: several test sessions may share one docker engine
+OFFICIAL_LIKE = f"dbgym-test/postgres-official-layout:pid{os.getpid()}"
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from dbgym.dbms.image_build import (
 from dbgym.dbms.images import DEFAULT_IMAGE
 from tests.conftest import docker_unavailable_reason
 
-TEST_TAG = "dbgym-test/postgres-build:15"
+# unique per test process: several test sessions may share one docker engine
+TEST_TAG = f"dbgym-test/postgres-build:pid{os.getpid()}"
 
 
 def test_debian_mirror_from_apt_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -141,7 +142,7 @@ def test_build_interrupted_by_ctrl_c_leaves_nothing(client: Any) -> None:
     """SIGINT in the middle of debootstrap: exit, no root dir, no mount, no image."""
     import docker.errors
 
-    tag = "dbgym-test/postgres-interrupted:15"
+    tag = f"dbgym-test/postgres-interrupted:pid{os.getpid()}"
     before = set(_leftover_roots())
     child = subprocess.Popen(
         [sys.executable, "-m", "dbgym", "docker", "build-image", "--tag", tag, "--force"],
