@@ -13,8 +13,9 @@ import pytest
 import dbgym
 from dbgym.errors import PlanFormatError
 from dbgym.plans import PlanBatch, PlanCatalog, featurize, parse_plans_only
+from dbgym.plans.collect import explain_one
 from dbgym.plans.reference import featurize_reference
-from tests.plan_corpus import CapturedPlan, corpus, corpus_server, explain_text
+from tests.plan_corpus import CapturedPlan, corpus, corpus_server
 
 
 @pytest.fixture(scope="module")
@@ -183,17 +184,15 @@ def test_pg17_keys_do_not_change_features(plans: tuple[CapturedPlan, ...]) -> No
 
 def test_tcnn_children_on_hand_checked_plans() -> None:
     with corpus_server().connect(autocommit=True) as conn:
-        join = explain_text(
+        join = explain_one(
             conn,
             "select * from nation join region on n_regionkey = r_regionkey",
-            "FORMAT JSON",
-            {"enable_mergejoin": "off", "enable_nestloop": "off"},
+            settings={"enable_mergejoin": "off", "enable_nestloop": "off"},
         )
-        initplan = explain_text(
+        initplan = explain_one(
             conn,
             "select * from nation where n_regionkey = (select max(r_regionkey) from region)",
-            "FORMAT JSON",
-            {},
+            settings={"enable_indexscan": "off", "enable_bitmapscan": "off"},
         )
     shape = [(n["Node Type"], n.get("Parent Relationship")) for n in preorder(join)]
     assert shape == [

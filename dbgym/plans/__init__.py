@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from dbgym.plans.catalog import PlanCatalog
+from dbgym.plans.collect import CollectedPlan, collect_plans
 from dbgym.plans.featurize import (
     FeatureLayout,
     PlanBatch,
@@ -18,9 +19,11 @@ from dbgym.plans.featurize import (
 )
 
 __all__ = [
+    "CollectedPlan",
     "FeatureLayout",
     "PlanBatch",
     "PlanCatalog",
+    "collect_plans",
     "feature_layout",
     "featurize",
     "parse_plans_only",

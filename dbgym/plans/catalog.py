@@ -49,7 +49,7 @@ ORDER BY 1
 class SupportsConnect(Protocol):
     """Anything with `.connect()` returning a psycopg connection (e.g. PostgresInstance)."""
 
-    def connect(self) -> psycopg.Connection[Any]: ...
+    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]: ...
 
 
 class PlanCatalog:
