@@ -27,6 +27,9 @@ use super::timestamp::parse_datetime;
 /// Longest single record accepted; longer means a broken quote swallowing the file.
 const MAX_RECORD: usize = 512 << 20;
 
+/// Room before each block for the previous block's unfinished last record (at most).
+const GAP: usize = 1 << 20;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Stderr,
@@ -233,10 +236,35 @@ pub fn parse_log(
 
     let mut merger = Merger::new();
     let mut base: u64 = 0;
+    // Double buffering: while the pool parses `cur[start..]`, a reader thread fills the next
+    // buffer after a gap where the current block's unfinished last record is put, so a block
+    // is never copied. Memory: two buffers of one block (+ gap) each.
+    let gap = GAP.min(block);
+    let mut cur = buf;
+    let mut start = 0usize;
+    let mut spare: Vec<u8> = Vec::new();
+    let mut file = Some(file);
     loop {
+        let reader = if eof {
+            None
+        } else {
+            let mut next = std::mem::take(&mut spare);
+            next.clear();
+            next.resize(gap, 0);
+            let mut f = file.take().ok_or_else(|| TraceError::Source {
+                path: path.to_path_buf(),
+                message: "internal: reader lost its file".into(),
+            })?;
+            let p = path.to_path_buf();
+            Some(std::thread::spawn(move || {
+                let r = read_more(&p, &mut f, &mut next, gap + block);
+                (f, next, r)
+            }))
+        };
+        let data = &cur[start..];
         let consumed = parse_block(
             fmt.as_ref(),
-            &buf,
+            data,
             base,
             eof,
             opts.lenient,
@@ -246,14 +274,18 @@ pub fn parse_log(
         )
         .map_err(|e| to_error(path, e))?;
         base += consumed as u64;
-        buf.drain(..consumed);
-        if eof {
-            break;
-        }
+        let Some(reader) = reader else { break };
         if !progress(base, total) {
             return Err(TraceError::Cancelled);
         }
-        if buf.len() > MAX_RECORD {
+        let (f, mut next, r) = reader.join().map_err(|_| TraceError::Source {
+            path: path.to_path_buf(),
+            message: "the file reader thread failed".into(),
+        })?;
+        file = Some(f);
+        eof = r?;
+        let mut carry = &data[consumed..];
+        if carry.len() > MAX_RECORD {
             let e = RawError::new(
                 base,
                 format!(
@@ -264,14 +296,23 @@ pub fn parse_log(
             if !opts.lenient {
                 return Err(to_error(path, e));
             }
-            let skip = memchr::memchr(b'\n', &buf).map_or(buf.len(), |k| k + 1);
+            let skip = memchr::memchr(b'\n', carry).map_or(carry.len(), |k| k + 1);
             merger.skipped_lines += 1;
             merger.first_skipped.get_or_insert(e);
-            buf.drain(..skip);
+            carry = &carry[skip..];
             base += skip as u64;
         }
-        let target = buf.len() + block;
-        eof = read_more(path, &mut file, &mut buf, target)?;
+        if carry.len() <= gap {
+            next[gap - carry.len()..gap].copy_from_slice(carry);
+            start = gap - carry.len();
+        } else {
+            let mut joined = Vec::with_capacity(carry.len() + next.len() - gap);
+            joined.extend_from_slice(carry);
+            joined.extend_from_slice(&next[gap..]);
+            next = joined;
+            start = 0;
+        }
+        spare = std::mem::replace(&mut cur, next);
     }
     progress(base, total);
     let first_skipped = merger

@@ -238,6 +238,34 @@ fn parallel_chunking_gives_the_sequential_result() {
 }
 
 #[test]
+fn records_longer_than_a_block_carry_over() {
+    let mut data = synthetic_csv(200);
+    let big = format!("select '{}', 1", "x\n,\"\"".repeat(20_000));
+    let rec = format!(
+        "2026-11-22 03:00:00.000 UTC,\"u\",\"db\",1,\"[local]\",a.1,1,\"\",2026-11-22 03:00:00 UTC,,0,LOG,00000,\"statement: {}\",,,,,,,,,\"\",\"client backend\",,0\n",
+        big.replace('"', "\"\"")
+    );
+    data.extend_from_slice(rec.as_bytes());
+    data.extend_from_slice(&synthetic_csv(200));
+    let f = TempFile::new("big.csv", &data);
+    let seq = parse(&f.0, &opts(1)).unwrap();
+    assert_eq!(seq.statements.len(), 241);
+    assert!(seq.statements.iter().any(|s| s.sql == big));
+    for (threads, block) in [(1, 4096), (2, 4096), (3, 50_000)] {
+        let o = LogOptions {
+            threads,
+            block_per_thread: block,
+            ..LogOptions::default()
+        };
+        assert_eq!(
+            parse(&f.0, &o).unwrap(),
+            seq,
+            "threads={threads} block={block}"
+        );
+    }
+}
+
+#[test]
 fn stderr_and_json_chunking_gives_the_sequential_result() {
     for name in ["pg15.log", "pg15.json"] {
         let data = std::fs::read(testdata(name)).unwrap();
