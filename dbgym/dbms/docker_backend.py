@@ -14,12 +14,14 @@ so restarting the server costs a FIFO write instead of a container restart or a
 sees readiness in `data/postmaster.pid` (the core polls it) and the end of a server in
 `run/exited.N`.
 
-The server listens on port 5432 inside the container, published on 127.0.0.1:<port>
-only; pg_hba admits TCP only from the bridge gateway (where the published port's
-connections come from). Files keep the image's postgres uid (999) when the caller is
-root; otherwise the container runs as the caller's uid (a generated /etc/passwd is
-mounted so initdb knows the user). Containers carry labels naming the workdir and the
-owner process, so `dbgym clean` finds those whose owner died. No image entrypoint is
+The server listens inside the container on the instance's own port number, published
+on 127.0.0.1:<port> only (so `SHOW port` and the unix socket `run/.s.PGSQL.<port>`, which
+the host can use through the bind mount, match the DSN); pg_hba admits TCP only from
+the bridge gateway (where the published port's connections come from). Files keep the
+image's postgres uid (999) when the caller is root; otherwise the container runs as the
+caller's uid (a generated /etc/passwd is mounted so initdb knows the user). Containers
+carry labels naming the workdir and the owner process, so `dbgym clean` finds those
+whose owner died. No image entrypoint is
 ever run, so the official postgres image's temporary init server never exists; the
 server that becomes "ready" is ours, and clients log in with a password only it has.
 """
@@ -41,7 +43,6 @@ from dbgym.dbms.docker_image import ImageInfo, image_info
 from dbgym.dbms.images import DEFAULT_IMAGE
 from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
 
-CONTAINER_PORT = 5432
 LABEL_WORKDIR = "dbgym.workdir"
 LABEL_INSTANCE = "dbgym.instance"
 LABEL_OWNER_PID = "dbgym.owner_pid"
@@ -265,7 +266,7 @@ class DockerBackend(Backend):
             "-D",
             str(datadir),
             "-c",
-            f"port={CONTAINER_PORT}",
+            f"port={port}",
             "-c",
             "listen_addresses=*",
             "-c",
@@ -291,7 +292,7 @@ class DockerBackend(Backend):
                 working_dir=str(self._workdir),
                 init=True,
                 volumes=self._volumes(),
-                ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", port)},
+                ports={f"{port}/tcp": ("127.0.0.1", port)},
                 labels=self._labels("server"),
                 name=f"dbgym-{self._tag}",
                 environment={"LC_ALL": "C", "LANG": "C"},
