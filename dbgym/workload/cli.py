@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from dbgym.workload.replay_cli import register_replay
+
 workload_app = typer.Typer(
     name="workload", help="Workloads: inspect logs and SQL, replay them.", no_args_is_help=True
 )
@@ -15,6 +17,7 @@ workload_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Attach this module's commands to the top-level `dbgym` app."""
     _register_inspect(workload_app)
+    register_replay(workload_app)
     app.add_typer(workload_app)
 
 

@@ -176,6 +176,17 @@ fn check_trace(trace: &Trace) -> Result<(), ReplayError> {
     Ok(())
 }
 
+/// Worker threads when not given: one per connection (like `pgbench -j` = clients), at
+/// least the machine's parallelism when there are that many connections, at most
+/// [`MAX_DEFAULT_THREADS`].
+fn default_threads(concurrency: Option<usize>, sessions: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let connections = concurrency.unwrap_or(sessions).max(1);
+    connections.min(MAX_DEFAULT_THREADS.max(cores))
+}
+
+const MAX_DEFAULT_THREADS: usize = 8;
+
 /// Starts replaying `trace` against `dsn` (a libpq URI or key=value string) on a new
 /// thread. Options and the DSN are checked before anything starts; connection problems
 /// of the first (probe) connection come back from [`ReplayHandle::take_result`].
@@ -189,11 +200,9 @@ pub fn start(
     let cfg: tokio_postgres::Config = dsn
         .parse()
         .map_err(|e| ReplayError::InvalidDsn(format!("{dsn:?}: {e}")))?;
-    let threads = opts.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-    });
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| default_threads(opts.concurrency, trace.sessions.len()));
     // One thread: a current-thread runtime (no cross-thread wake-ups at all); more: a
     // multi-thread runtime with that many workers.
     let mut builder = if threads == 1 {

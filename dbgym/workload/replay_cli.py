@@ -1,0 +1,144 @@
+"""`dbgym workload replay SOURCE --dsn DSN`: replay a log or SQL source and print a summary.
+
+The command is a thin wrapper over `replay_source`, which tests call directly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dbgym import _core
+from dbgym.errors import WorkloadError
+from dbgym.workload.replay import ReplayResult, replay
+
+
+def load_trace(
+    source: Path,
+    format: str | None = None,
+    log_line_prefix: str | None = None,
+    lenient: bool = False,
+) -> _core.Trace:
+    """A server log (stderr/csvlog/jsonlog), a .sql file or a directory of them."""
+    if not source.exists():
+        raise WorkloadError(f"{source}: no such file or directory")
+    if source.is_dir() or source.suffix == ".sql":
+        return _core.parse_sql(source)
+    trace, _stats = _core.parse_log(
+        source, format=format, log_line_prefix=log_line_prefix, lenient=lenient
+    )
+    return trace
+
+
+def parse_settings(specs: list[str]) -> dict[int, dict[str, str]]:
+    """`TEMPLATE_ID:NAME=VALUE` items into {template_id: {name: value}}."""
+    out: dict[int, dict[str, str]] = {}
+    for spec in specs:
+        tid, sep, rest = spec.partition(":")
+        name, eq, value = rest.partition("=")
+        if not (sep and eq and tid.strip().isdigit() and name.strip()):
+            raise WorkloadError(
+                f"--setting {spec!r}: expected TEMPLATE_ID:NAME=VALUE, e.g. 3:enable_hashjoin=off"
+            )
+        out.setdefault(int(tid), {})[name.strip()] = value.strip()
+    return out
+
+
+def replay_source(
+    source: Path,
+    dsn: str,
+    *,
+    speed: float | None = 1.0,
+    concurrency: int | None = None,
+    statement_timeout: float | None = None,
+    settings: list[str] | None = None,
+    format: str | None = None,
+    log_line_prefix: str | None = None,
+    lenient: bool = False,
+    progress: bool | None = None,
+) -> tuple[_core.Trace, ReplayResult]:
+    trace = load_trace(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
+    result = replay(
+        trace,
+        dsn,
+        speed=speed,
+        concurrency=concurrency,
+        statement_timeout=statement_timeout,
+        template_settings=parse_settings(settings or []),
+        progress=progress,
+    )
+    return trace, result
+
+
+def render(trace: _core.Trace, result: ReplayResult, top: int = 10) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = result.summary()
+    console = Console()
+    console.print(str(s))
+    texts = {tid: text for tid, text, _ in trace.templates()}
+    table = Table("template", "count", "p50 ms", "p99 ms", "max ms", "text")
+    ranked = sorted(s.latency_by_template.items(), key=lambda kv: -kv[1].count)
+    for tid, st in ranked[:top]:
+        text = texts.get(tid, "")
+        table.add_row(
+            str(tid),
+            str(st.count),
+            f"{st.p50_ms:.3f}",
+            f"{st.p99_ms:.3f}",
+            f"{st.max_ms:.3f}",
+            text if len(text) <= 60 else text[:57] + "...",
+        )
+    console.print(table)
+
+
+def register_replay(group: typer.Typer) -> None:
+    @group.command("replay")
+    def replay_cmd(
+        source: Annotated[Path, typer.Argument(help="A server log, a .sql file or a directory")],
+        dsn: Annotated[str, typer.Option(help="Target server (libpq URI or key=value)")],
+        speed: Annotated[
+            float, typer.Option(help="1.0 = logged timing, 2.0 = twice as fast")
+        ] = 1.0,
+        fast: Annotated[bool, typer.Option("--fast", help="As fast as possible")] = False,
+        concurrency: Annotated[
+            int | None, typer.Option(help="At most this many connections")
+        ] = None,
+        statement_timeout: Annotated[
+            float | None, typer.Option(help="Seconds, SET on every connection")
+        ] = None,
+        setting: Annotated[
+            list[str] | None,
+            typer.Option(help="TEMPLATE_ID:NAME=VALUE, SET LOCAL for that template (repeatable)"),
+        ] = None,
+        format: Annotated[
+            str | None, typer.Option(help="stderr | csvlog | jsonlog (default: detected)")
+        ] = None,
+        log_line_prefix: Annotated[
+            str | None, typer.Option(help="The server's log_line_prefix (stderr logs)")
+        ] = None,
+        lenient: Annotated[bool, typer.Option(help="Skip and count malformed lines")] = False,
+        top: Annotated[int, typer.Option(help="How many templates to list")] = 10,
+    ) -> None:
+        """Replay a workload against a server and print throughput, latency and lag."""
+        from dbgym.errors import DbgymError
+
+        try:
+            trace, result = replay_source(
+                source,
+                dsn,
+                speed=None if fast else speed,
+                concurrency=concurrency,
+                statement_timeout=statement_timeout,
+                settings=setting,
+                format=format,
+                log_line_prefix=log_line_prefix,
+                lenient=lenient,
+            )
+        except DbgymError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(code=2) from None
+        render(trace, result, top=top)
