@@ -22,14 +22,12 @@ def load_trace(
     lenient: bool = False,
 ) -> _core.Trace:
     """A server log (stderr/csvlog/jsonlog), a .sql file or a directory of them."""
+    from dbgym.workload.inspect import load_source
+
     if not source.exists():
         raise WorkloadError(f"{source}: no such file or directory")
-    if source.is_dir() or source.suffix == ".sql":
-        return _core.parse_sql(source)
-    trace, _stats = _core.parse_log(
-        source, format=format, log_line_prefix=log_line_prefix, lenient=lenient
-    )
-    return trace
+    w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
+    return w.trace
 
 
 def parse_settings(specs: list[str]) -> dict[int, dict[str, str]]:
