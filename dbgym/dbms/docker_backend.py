@@ -113,6 +113,9 @@ def _owner_dead(labels: dict[str, str]) -> bool:
 
 class DockerBackend(Backend):
     name = "docker"
+    #: readiness = postmaster.pid says "ready" and holds the pid our supervisor spawned
+    #: (`expected_postmaster_pid`): no temporary or stale server can pass that test
+    ready_needs_connection = False
 
     def __init__(self, options: BackendOptions) -> None:
         self.client = _client()
@@ -404,6 +407,16 @@ class DockerBackend(Backend):
             time.sleep(0.001)
         return None
 
+    def expected_postmaster_pid(self) -> int | None:
+        """The pid postmaster.pid must hold: the one the supervisor spawned for this start
+        (in the container's pid namespace, which is what the server writes there)."""
+        return self._server_pid(timeout=10.0)
+
+    def admin_host(self) -> str | None:
+        """The core's own connection uses the server's unix socket, which lives in the
+        bind-mounted `workdir/run` (trust auth there, no docker-proxy hop)."""
+        return str(self._run) if self._run is not None else None
+
     def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
         if not self.is_running():
             return
@@ -416,7 +429,7 @@ class DockerBackend(Backend):
                 if not self.is_running():  # the container died (checked once a second)
                     break
                 time.sleep(delay)
-                delay = min(delay * 2, 0.02)
+                delay = min(delay * 2, 0.005)
             if self._exited():
                 return
         # The server did not stop in time (or never wrote its pid): kill the container
