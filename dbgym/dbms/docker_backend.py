@@ -453,6 +453,13 @@ class DockerBackend(Backend):
                 self.stop("fast")
         finally:
             self._remove_container()
+            # a container whose creation was interrupted (Ctrl-C mid-request) has no
+            # handle here: find it by this instance's label
+            with contextlib.suppress(Exception):
+                for c in self.client.containers.list(
+                    all=True, filters={"label": f"{LABEL_INSTANCE}={self._tag}"}
+                ):
+                    c.remove(force=True, v=True)
 
     # -- registry / cleanup -----------------------------------------------------------
     def registry_fields(self) -> dict[str, Any]:
