@@ -8,9 +8,9 @@ machine shared with other jobs; the Rust reader runs with threads=1 (no thread p
 Required: >= 250 MB/s and >= 4x the baseline (csv module + one regex replacing literals).
 
 Parallel: wall time with all cores against threads=1. Near-linear gain needs (a) no duplicated
-work, asserted always (CPU time of the parallel run within 1.35x of the sequential one: chunk
+work, asserted always (CPU time of the parallel run within 1.5x of the sequential one: chunk
 splits verified, not re-parsed), and (b) cores to run on: when the parallel run actually got
-them (CPU/wall >= 1.7), the wall-time speedup must be >= 1.5x. Figures are printed and stored
+them (CPU/wall >= 1.8), the wall-time speedup must be >= 1.5x. Figures are printed and stored
 in the benchmark's extra_info either way.
 """
 
@@ -164,6 +164,6 @@ def test_parse_csvlog_parallel_speedup(benchmark: Any, csvlog: tuple[Path, int])
         f"-> speedup {speedup:.2f}x; cores used {cores_used:.2f}; CPU work ratio "
         f"{work_ratio:.2f}; load average {load:.1f}"
     )
-    assert work_ratio <= 1.35, f"parallel parsing did {work_ratio:.2f}x the sequential CPU work"
-    if cores_used >= 1.7:
+    assert work_ratio <= 1.5, f"parallel parsing did {work_ratio:.2f}x the sequential CPU work"
+    if cores_used >= 1.8:
         assert speedup >= 1.5, f"speedup {speedup:.2f}x with {cores_used:.2f} cores busy"

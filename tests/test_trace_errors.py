@@ -113,3 +113,29 @@ def test_random_bytes_never_crash(tmp_path: Path) -> None:
             for lenient in (False, True):
                 with contextlib.suppress(TraceParseError):
                     Workload.from_log(path, format=fmt, lenient=lenient, log_line_prefix="%m ")
+
+
+def test_progress_is_reported_and_an_exception_in_it_cancels(tmp_path: Path) -> None:
+    """Ctrl-C safety: the progress callback runs between blocks with the GIL held; an
+    exception there (KeyboardInterrupt on Ctrl-C) stops the parse and propagates."""
+    from benches.csvlog_synth import write_csvlog
+    from dbgym import _core
+
+    path = tmp_path / "big.csv"
+    write_csvlog(path, 40_000_000)
+    size = path.stat().st_size
+    seen: list[tuple[int, int]] = []
+    trace, stats = _core.parse_log(path, threads=1, progress=lambda d, t: seen.append((d, t)))
+    assert len(seen) >= 2
+    assert all(t == size for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert seen[-1][0] == stats.bytes == size
+
+    def interrupt(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _core.parse_log(path, threads=2, progress=interrupt)
+    # The bar variant of the public API.
+    w = Workload.from_log(path, progress=True)
+    assert len(w) == len(trace)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use super::builder::Merger;
+use super::builder::{ChunkBuilder, Merger};
 use super::csvlog::CsvLog;
 use super::error::{RawError, TraceError};
 use super::format::{parse_chunk, ChunkResult, LogFormat};
@@ -187,8 +187,10 @@ pub fn parse_log(
     };
     let block = opts.block_per_thread.max(4096) * threads;
 
+    // Blocks start small and double up to `block`, so the first (unoverlapped) read is short.
+    let mut next_block = (threads << 20).min(block);
     let mut buf: Vec<u8> = Vec::new();
-    let mut eof = read_more(path, &mut file, &mut buf, block)?;
+    let mut eof = read_more(path, &mut file, &mut buf, next_block)?;
     let format = opts.format.unwrap_or_else(|| {
         if buf.iter().all(u8::is_ascii_whitespace) {
             match path.extension().and_then(|e| e.to_str()) {
@@ -235,6 +237,7 @@ pub fn parse_log(
     };
 
     let mut merger = Merger::new();
+    let mut pending: Vec<ChunkBuilder> = Vec::new();
     let mut base: u64 = 0;
     // Double buffering: while the pool parses `cur[start..]`, a reader thread fills the next
     // buffer after a gap where the current block's unfinished last record is put, so a block
@@ -256,23 +259,38 @@ pub fn parse_log(
                 message: "internal: reader lost its file".into(),
             })?;
             let p = path.to_path_buf();
+            next_block = (next_block * 2).min(block);
+            let want = gap + next_block;
             Some(std::thread::spawn(move || {
-                let r = read_more(&p, &mut f, &mut next, gap + block);
+                let r = read_more(&p, &mut f, &mut next, want);
                 (f, next, r)
             }))
         };
         let data = &cur[start..];
-        let consumed = parse_block(
-            fmt.as_ref(),
-            data,
-            base,
-            eof,
-            opts.lenient,
-            pool.as_ref(),
-            threads,
-            &mut merger,
-        )
-        .map_err(|e| to_error(path, e))?;
+        // Merge the previous block's chunks while this block is parsed.
+        let fmt_ref = fmt.as_ref();
+        let merge_prev = |merger: &mut Merger, pending: &mut Vec<ChunkBuilder>| {
+            for b in pending.drain(..) {
+                merger.merge(b);
+            }
+        };
+        let parsed = match &pool {
+            Some(pool) => {
+                pool.install(|| {
+                    rayon::join(
+                        || merge_prev(&mut merger, &mut pending),
+                        || parse_and_verify(fmt_ref, data, base, eof, opts.lenient, Some(threads)),
+                    )
+                })
+                .1
+            }
+            None => {
+                merge_prev(&mut merger, &mut pending);
+                parse_and_verify(fmt_ref, data, base, eof, opts.lenient, None)
+            }
+        };
+        let (builders, consumed) = parsed.map_err(|e| to_error(path, e))?;
+        pending = builders;
         base += consumed as u64;
         let Some(reader) = reader else { break };
         if !progress(base, total) {
@@ -314,6 +332,9 @@ pub fn parse_log(
         }
         spare = std::mem::replace(&mut cur, next);
     }
+    for b in pending.drain(..) {
+        merger.merge(b);
+    }
     progress(base, total);
     let first_skipped = merger
         .first_skipped
@@ -330,45 +351,44 @@ pub fn parse_log(
     Ok((merger.finish(), stats))
 }
 
-/// Parse the complete records of `buf` into `merger`; returns the bytes consumed (the rest is
-/// an incomplete record to carry into the next block).
-#[allow(clippy::too_many_arguments)]
-fn parse_block(
+/// Parse the complete records of `buf` (in parallel when `parallel`, on the current rayon
+/// pool) and verify the chunk cuts. Returns the chunks' statements in file order and the bytes
+/// consumed (the rest is an incomplete record to carry into the next block).
+fn parse_and_verify(
     fmt: &dyn LogFormat,
     buf: &[u8],
     base: u64,
     eof: bool,
     lenient: bool,
-    pool: Option<&rayon::ThreadPool>,
-    threads: usize,
-    merger: &mut Merger,
-) -> Result<usize, RawError> {
+    parallel: Option<usize>,
+) -> Result<(Vec<ChunkBuilder>, usize), RawError> {
     if buf.is_empty() {
-        return Ok(0);
+        return Ok((Vec::new(), 0));
     }
-    let results: Vec<ChunkResult> = match pool {
+    let results: Vec<ChunkResult> = match parallel {
         None => vec![parse_chunk(fmt, buf, base, 0, buf.len(), eof, lenient)],
-        Some(pool) => {
-            let n = threads * 2;
+        Some(threads) => {
+            // Small chunks (about 1 MiB) so work stealing evens out the end of each block.
+            let n = (buf.len() >> 20).max(threads * 2);
             let step = buf.len() / n;
             let mut bounds = vec![0usize];
             for k in 1..n {
-                let cut = fmt.resync(buf, k * step).max(*bounds.last().unwrap_or(&0));
-                if cut < buf.len() && cut > *bounds.last().unwrap_or(&0) {
+                let last = *bounds.last().unwrap_or(&0);
+                let cut = fmt.resync(buf, (k * step).max(last));
+                if cut < buf.len() && cut > last {
                     bounds.push(cut);
                 }
             }
             bounds.push(buf.len());
             let ranges: Vec<(usize, usize)> = bounds.windows(2).map(|w| (w[0], w[1])).collect();
-            pool.install(|| {
-                ranges
-                    .par_iter()
-                    .map(|&(a, b)| parse_chunk(fmt, buf, base, a, b, eof, lenient))
-                    .collect()
-            })
+            ranges
+                .par_iter()
+                .map(|&(a, b)| parse_chunk(fmt, buf, base, a, b, eof, lenient))
+                .collect()
         }
     };
     let mut expected = 0usize;
+    let mut out = Vec::with_capacity(results.len());
     for r in results {
         if r.until <= expected {
             continue;
@@ -383,12 +403,12 @@ fn parse_block(
         }
         expected = r.end;
         let incomplete = r.incomplete;
-        merger.merge(r.builder);
+        out.push(r.builder);
         if incomplete {
             break;
         }
     }
-    Ok(expected)
+    Ok((out, expected))
 }
 
 /// Convenience for callers that only have a path.
