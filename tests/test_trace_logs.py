@@ -259,3 +259,27 @@ def test_detects_debian_prefix_and_keys_sessions_by_pid() -> None:
     assert w.statement(0).sql == "SELECT 0 AS x,\n  'multi\nline' AS y"
     assert (w.durations_us() == -1).all()
     assert [t.count for t in w.templates()] == [3, 3]
+
+
+def test_stderr_log_of_a_postgres_instance() -> None:
+    """The stderr format as a dbgym PostgresInstance writes it (no logging collector)."""
+    from dbgym import PostgresInstance
+
+    knobs = {"log_statement": "all", "log_line_prefix": PREFIX, "log_min_duration_statement": 0}
+    ran: dict[int, list[tuple[str, tuple[str | None, ...]]]] = {}
+    with PostgresInstance.launch(knobs=knobs) as inst:
+        for i in range(3):
+            with inst.connect(autocommit=True) as conn:
+                conn.execute(f"SELECT {i} AS a,\n  'x''{i}' AS b".encode())
+                conn.execute("SELECT %s::int + 1", (i,))
+                ran[conn.info.backend_pid] = [
+                    (f"SELECT {i} AS a,\n  'x''{i}' AS b", ()),
+                    ("SELECT $1::int + 1", (str(i),)),
+                ]
+        log = inst.workdir / "server.log"
+        w = Workload.from_log(log)
+    assert w.stats is not None and w.stats.log_line_prefix == PREFIX
+    for pid, expected in ran.items():
+        assert _statements(w, _session_of_pid(w, pid)) == expected
+    ids = {w.statement(i).template_id for i in range(len(w)) if "AS b" in w.statement(i).sql}
+    assert len(ids) == 1
