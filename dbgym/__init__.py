@@ -8,20 +8,33 @@ from __future__ import annotations
 from dbgym import errors
 from dbgym._core import __version__ as core_version
 from dbgym.dbms import KnobChange, PostgresInstance
-from dbgym.plans import PlanCatalog, featurize
+from dbgym.plans import CollectedPlan, PlanBatch, PlanCatalog, collect_plans, featurize
+from dbgym.spaces import (
+    GraphPlanObservation,
+    KnobStateObserver,
+    MetricsObserver,
+    PaddedPlanObservation,
+)
 from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
 from dbgym.workload.workload import Workload
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CollectedPlan",
+    "GraphPlanObservation",
     "KnobChange",
+    "KnobStateObserver",
+    "MetricsObserver",
+    "PaddedPlanObservation",
+    "PlanBatch",
     "PlanCatalog",
     "PostgresInstance",
     "ReplayResult",
     "ReplaySummary",
     "Workload",
     "__version__",
+    "collect_plans",
     "core_version",
     "errors",
     "featurize",

@@ -62,3 +62,8 @@ class PlanFormatError(DbgymError):
 
 class PlanCatalogError(DbgymError):
     """A plan catalog is invalid (duplicate names) or its serialized form is unreadable."""
+
+
+class ObservationError(DbgymError):
+    """An observation cannot be built or does not fit its space (e.g. a plan with more nodes
+    than a padded plan space holds, a knob without a numeric range, a stats view missing)."""

@@ -44,6 +44,7 @@ def assert_same(a: PlanBatch, b: PlanBatch) -> None:
     np.testing.assert_array_equal(a.features, b.features)
     np.testing.assert_array_equal(a.node_type, b.node_type)
     np.testing.assert_array_equal(a.parent, b.parent)
+    np.testing.assert_array_equal(a.relationship, b.relationship)
     np.testing.assert_array_equal(a.offsets, b.offsets)
     for x, y in [(a.left, b.left), (a.right, b.right), (a.targets, b.targets)]:
         assert (x is None) == (y is None)

@@ -35,6 +35,7 @@ class FeatureLayout:
     encoding: str
     feature_names: tuple[str, ...]
     node_type_names: tuple[str, ...]
+    relationship_names: tuple[str, ...]
     target_names: tuple[str, ...]
     #: bool (n_node_types, n_features): the columns an operator type can set (QPPNet's
     #: per-operator input vectors); all-true for `<other>`.
@@ -61,6 +62,7 @@ def _layout(catalog: _core.PlanCatalog, encoding: str) -> FeatureLayout:
         encoding=encoding,
         feature_names=tuple(raw["feature_names"]),
         node_type_names=tuple(raw["node_type_names"]),
+        relationship_names=tuple(raw["relationship_names"]),
         target_names=tuple(raw["target_names"]),
         type_mask=mask,
     )
@@ -80,6 +82,8 @@ class PlanBatch:
     - features: float32 (N, F); columns named by `feature_names`
     - node_type: int32 (N,), ids into `layout.node_type_names` (`<other>` last)
     - parent: int32 (N,), batch row of the parent, -1 for roots
+    - relationship: int8 (N,), "Parent Relationship" id into `layout.relationship_names`
+      (Outer, Inner, Subquery, SubPlan, InitPlan, Member, `<other>`), -1 for roots
     - offsets: int64 (P+1,), plan i owns rows offsets[i]:offsets[i+1]
     - left/right (tcnn only): int32 (N,), 1-based batch row of the binarized left/right
       child, 0 = none; index `padded_features()` with them (row 0 is the zero vector)
@@ -92,6 +96,7 @@ class PlanBatch:
     features: NDArray[np.float32]
     node_type: NDArray[np.int32]
     parent: NDArray[np.int32]
+    relationship: NDArray[np.int8]
     offsets: NDArray[np.int64]
     left: NDArray[np.int32] | None
     right: NDArray[np.int32] | None
@@ -152,6 +157,7 @@ class PlanBatch:
             features=self.features[lo:hi],
             node_type=self.node_type[lo:hi],
             parent=parent,
+            relationship=self.relationship[lo:hi],
             offsets=np.array([0, hi - lo], dtype=np.int64),
             left=links(self.left),
             right=links(self.right),
@@ -191,6 +197,7 @@ def featurize(
         features=raw["features"],
         node_type=raw["node_type"],
         parent=raw["parent"],
+        relationship=raw["relationship"],
         offsets=raw["offsets"],
         left=raw["left"],
         right=raw["right"],

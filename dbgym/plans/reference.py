@@ -55,12 +55,14 @@ def featurize_reference(
     layout = feature_layout(catalog, encoding)
     col = {name: i for i, name in enumerate(layout.feature_names)}
     type_id = {name: i for i, name in enumerate(layout.node_type_names)}
+    rel_id = {name: i for i, name in enumerate(layout.relationship_names)}
     width = len(col)
     qppnet = encoding == "qppnet"
 
     rows: list[list[float]] = []
     node_types: list[int] = []
     parents: list[int] = []
+    relationships: list[int] = []
     slots: list[list[tuple[int, int]]] = []  # (rank, 1-based row) of children, per node
     targets: list[list[float]] = []
     offsets = [0]
@@ -100,6 +102,8 @@ def featurize_reference(
                 rows.append(row)
                 node_types.append(ty)
                 parents.append(parent)
+                rel = node.get("Parent Relationship")
+                relationships.append(-1 if rel is None else rel_id.get(rel, rel_id[_OTHER]))
                 slots.append([])
                 if parent >= 0:
                     rank = _SLOT_RANK.get(node.get("Parent Relationship", ""), 2)
@@ -128,6 +132,7 @@ def featurize_reference(
         features=np.array(rows, dtype=np.float32).reshape(len(rows), width),
         node_type=np.array(node_types, dtype=np.int32),
         parent=np.array(parents, dtype=np.int32),
+        relationship=np.array(relationships, dtype=np.int8),
         offsets=np.array(offsets, dtype=np.int64),
         left=left,
         right=right,

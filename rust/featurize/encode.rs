@@ -166,6 +166,15 @@ impl Layout {
         vocab::NODE_TYPES.len() + 1
     }
 
+    /// Names of the parent-relationship ids, `<other>` last.
+    pub fn relationship_names() -> Vec<String> {
+        vocab::RELATIONSHIPS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .chain(std::iter::once(OTHER.to_owned()))
+            .collect()
+    }
+
     /// Names of the node-type ids, `<other>` last.
     pub fn node_type_names() -> Vec<String> {
         vocab::NODE_TYPES
@@ -282,6 +291,7 @@ pub struct PlanSlices<'o> {
     pub features: &'o mut [f32],
     pub node_type: &'o mut [i32],
     pub parent: &'o mut [i32],
+    pub relationship: &'o mut [i8],
     pub left: &'o mut [i32],
     pub right: &'o mut [i32],
     pub targets: &'o mut [f64],
@@ -304,6 +314,10 @@ pub fn encode_plan(
             -1
         } else {
             (base + node.parent as usize) as i32
+        };
+        out.relationship[i] = match &node.relationship {
+            Some(r) => vocab::lookup(vocab::RELATIONSHIPS, r) as i8,
+            None => -1,
         };
         row[layout.ty + ty] = 1.0;
         row[layout.total] = log1p(node.total_cost);

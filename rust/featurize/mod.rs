@@ -43,6 +43,8 @@ pub struct FeatureBatch {
     pub node_type: Vec<i32>,
     /// Batch row of each node's parent, -1 for roots.
     pub parent: Vec<i32>,
+    /// Parent-relationship id (see [`Layout::relationship_names`]), -1 for roots.
+    pub relationship: Vec<i8>,
     /// `p + 1` offsets: plan `i` owns rows `offsets[i]..offsets[i + 1]`.
     pub offsets: Vec<i64>,
     /// TCNN only: 1-based batch row of the binarized left/right child, 0 = none.
@@ -136,16 +138,18 @@ pub fn encode_batch(
     let mut features = vec![0f32; total * width];
     let mut node_type = vec![0i32; total];
     let mut parent = vec![0i32; total];
+    let mut relationship = vec![0i8; total];
     let mut left = vec![0i32; if tcnn { total } else { 0 }];
     let mut right = vec![0i32; if tcnn { total } else { 0 }];
     let mut targets = vec![0f64; if has_targets { total * 4 } else { 0 }];
 
     let mut jobs: Vec<(&ParsedPlan<'_>, usize, PlanSlices<'_>)> = Vec::with_capacity(parsed.len());
     {
-        let (mut f, mut t, mut pa, mut l, mut r, mut tg) = (
+        let (mut f, mut t, mut pa, mut re, mut l, mut r, mut tg) = (
             &mut features[..],
             &mut node_type[..],
             &mut parent[..],
+            &mut relationship[..],
             &mut left[..],
             &mut right[..],
             &mut targets[..],
@@ -156,12 +160,13 @@ pub fn encode_batch(
             let (f0, f1) = std::mem::take(&mut f).split_at_mut(k * width);
             let (t0, t1) = std::mem::take(&mut t).split_at_mut(k);
             let (p0, p1) = std::mem::take(&mut pa).split_at_mut(k);
+            let (e0, e1) = std::mem::take(&mut re).split_at_mut(k);
             let lk = if tcnn { k } else { 0 };
             let (l0, l1) = std::mem::take(&mut l).split_at_mut(lk);
             let (r0, r1) = std::mem::take(&mut r).split_at_mut(lk);
             let (g0, g1) =
                 std::mem::take(&mut tg).split_at_mut(if has_targets { k * 4 } else { 0 });
-            (f, t, pa, l, r, tg) = (f1, t1, p1, l1, r1, g1);
+            (f, t, pa, re, l, r, tg) = (f1, t1, p1, e1, l1, r1, g1);
             jobs.push((
                 p,
                 base,
@@ -169,6 +174,7 @@ pub fn encode_batch(
                     features: f0,
                     node_type: t0,
                     parent: p0,
+                    relationship: e0,
                     left: l0,
                     right: r0,
                     targets: g0,
@@ -192,6 +198,7 @@ pub fn encode_batch(
         width,
         node_type,
         parent,
+        relationship,
         offsets,
         left,
         right,

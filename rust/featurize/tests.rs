@@ -131,6 +131,8 @@ fn qppnet_columns_line_up_with_names() {
         assert_eq!(ones, 1.0);
     }
     assert_eq!(b.parent, [-1, 0, 0, 0, 3, -1, 5, 6, 7]);
+    // -1 root; Outer 0, Inner 1, InitPlan 4 (RELATIONSHIPS order)
+    assert_eq!(b.relationship, [-1, 4, 0, 1, 0, -1, 0, 0, 0]);
     // targets: first plan analyzed, second not
     assert_eq!(b.targets.len(), 9 * 4);
     assert_eq!(&b.targets[0..4], &[0.5, 3.25, 990.0, 1.0]);

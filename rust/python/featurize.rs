@@ -172,6 +172,7 @@ fn featurize_plans<'py>(
     out.set_item("features", features.into_pyarray(py))?;
     out.set_item("node_type", batch.node_type.into_pyarray(py))?;
     out.set_item("parent", batch.parent.into_pyarray(py))?;
+    out.set_item("relationship", batch.relationship.into_pyarray(py))?;
     out.set_item("offsets", batch.offsets.into_pyarray(py))?;
     if encoding == Encoding::Tcnn {
         out.set_item("left", batch.left.into_pyarray(py))?;
@@ -217,6 +218,7 @@ fn feature_layout<'py>(
     out.set_item("type_mask", mask.into_pyarray(py))?;
     out.set_item("feature_names", layout.names)?;
     out.set_item("node_type_names", Layout::node_type_names())?;
+    out.set_item("relationship_names", Layout::relationship_names())?;
     out.set_item("target_names", TARGET_NAMES.to_vec())?;
     Ok(out)
 }

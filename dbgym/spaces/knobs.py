@@ -1,0 +1,146 @@
+"""Knob-state observation: current values of the tuned knobs, normalized to [0, 1].
+
+Each knob's range comes from the knob catalog (dbgym.dbms.knobs, i.e. pg_settings'
+min_val/max_val in the knob's base unit) unless a narrower tuning range is given.
+Numeric knobs whose range spans three or more orders of magnitude are log-scaled
+(ln(1 + v - lo) / ln(1 + hi - lo)); others are linear. Booleans map to 0/1, enums to
+their position in enumvals / (n - 1). Values outside the range are clipped. String knobs
+have no numeric state and are refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import psycopg
+from gymnasium import spaces
+from numpy.typing import NDArray
+
+from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows
+from dbgym.errors import ObservationError
+from dbgym.plans.catalog import SupportsConnect
+
+#: Ranges with hi / max(lo, 1) at least this large are log-scaled.
+LOG_SCALE_RATIO = 1000.0
+
+
+@dataclass(frozen=True)
+class KnobScale:
+    """How one knob's pg_settings value maps to [0, 1]."""
+
+    name: str
+    vartype: str
+    lo: float
+    hi: float
+    log: bool
+    enumvals: tuple[str, ...] = ()
+
+    def normalize(self, setting: str) -> float:
+        """`setting` as pg_settings.setting prints it (base unit), mapped to [0, 1]."""
+        if self.vartype == "bool":
+            return 1.0 if setting.strip().lower() in ("on", "true", "1", "yes") else 0.0
+        if self.vartype == "enum":
+            lowered = [v.lower() for v in self.enumvals]
+            try:
+                pos = lowered.index(setting.strip().lower())
+            except ValueError:
+                raise ObservationError(
+                    f"knob {self.name}: {setting!r} is not one of {', '.join(self.enumvals)}"
+                ) from None
+            return pos / (len(self.enumvals) - 1) if len(self.enumvals) > 1 else 0.0
+        try:
+            v = float(setting)
+        except ValueError:
+            raise ObservationError(f"knob {self.name}: {setting!r} is not a number") from None
+        v = min(max(v, self.lo), self.hi)
+        if self.hi == self.lo:
+            return 0.0
+        if self.log:
+            return math.log1p(v - self.lo) / math.log1p(self.hi - self.lo)
+        return (v - self.lo) / (self.hi - self.lo)
+
+
+def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) -> KnobScale:
+    """The scale of one knob from its catalog entry (and an optional narrower range)."""
+    if spec.vartype in ("bool", "enum"):
+        if spec.vartype == "enum" and not spec.enumvals:
+            raise ObservationError(f"knob {spec.name}: enum without values in pg_settings")
+        return KnobScale(spec.name, spec.vartype, 0.0, 1.0, False, spec.enumvals)
+    if spec.vartype not in ("integer", "real"):
+        raise ObservationError(
+            f"knob {spec.name} is a {spec.vartype} setting; only numeric, bool and enum knobs "
+            "have a normalized state"
+        )
+    if tuning_range is not None:
+        lo, hi = float(tuning_range[0]), float(tuning_range[1])
+    elif spec.min_val is not None and spec.max_val is not None:
+        lo, hi = spec.min_val, spec.max_val
+    else:
+        raise ObservationError(f"knob {spec.name} has no min/max in pg_settings; give a range")
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+        raise ObservationError(f"knob {spec.name}: invalid range [{lo}, {hi}]")
+    log = hi - lo >= LOG_SCALE_RATIO * max(abs(lo), 1.0)
+    return KnobScale(spec.name, spec.vartype, lo, hi, log)
+
+
+class KnobStateObserver:
+    """Current values of `knobs`, normalized, as `space` (Box [0, 1]^k) with `names`."""
+
+    def __init__(
+        self,
+        source: SupportsConnect | str,
+        knobs: Sequence[str],
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        catalog: Mapping[str, KnobSpec] | None = None,
+    ) -> None:
+        self._conn: psycopg.Connection[Any] = (
+            psycopg.connect(source, autocommit=True)
+            if isinstance(source, str)
+            else source.connect(autocommit=True)
+        )
+        try:
+            if catalog is None:
+                catalog = getattr(source, "knob_catalog", None)
+            if catalog is None:
+                catalog = catalog_from_rows(self._conn.execute(CATALOG_SQL).fetchall())
+            unknown = [k for k in knobs if k not in catalog]
+            if unknown:
+                raise ObservationError(f"unknown knob(s): {', '.join(unknown)}")
+            extra = set(ranges or {}) - set(knobs)
+            if extra:
+                raise ObservationError(f"ranges given for knobs not observed: {sorted(extra)}")
+            self.scales = tuple(knob_scale(catalog[k], (ranges or {}).get(k)) for k in knobs)
+            self.names: tuple[str, ...] = tuple(knobs)
+            self.space = spaces.Box(low=0.0, high=1.0, shape=(len(knobs),), dtype=np.float32)
+        except BaseException:
+            self.close()
+            raise
+
+    def normalize(self, settings: Mapping[str, str]) -> NDArray[np.float32]:
+        """Map pg_settings-style values (base units) of the observed knobs to [0, 1]."""
+        missing = [n for n in self.names if n not in settings]
+        if missing:
+            raise ObservationError(f"no value for knob(s): {', '.join(missing)}")
+        return np.array([s.normalize(settings[s.name]) for s in self.scales], dtype=np.float32)
+
+    def observe(self) -> NDArray[np.float32]:
+        """The knobs' current values on the server, normalized."""
+        rows = self._conn.execute(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(self.names),)
+        ).fetchall()
+        return self.normalize({str(n): str(v) for n, v in rows})
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+
+    def __enter__(self) -> KnobStateObserver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
