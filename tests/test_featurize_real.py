@@ -251,3 +251,47 @@ def test_catalog_from_a_real_database_round_trips(catalog: PlanCatalog, tmp_path
     back = PlanCatalog.load(tmp_path / "cat.json")
     assert back == catalog and hash(back) == hash(catalog)
     assert dbgym.PlanCatalog is PlanCatalog and dbgym.featurize is featurize
+
+
+def test_key_order_and_escapes_do_not_matter(plans: tuple[CapturedPlan, ...]) -> None:
+    texts = [p.text for p in plans[:40]]
+    reordered = [json.dumps(json.loads(t), sort_keys=True) for t in texts]  # "Plans" first
+    escaped = [json.dumps(json.loads(t), ensure_ascii=True, indent=None) for t in texts]
+    base = featurize(texts, encoding="tcnn")
+    assert_same(base, featurize(reordered, encoding="tcnn"))
+    assert_same(base, featurize(escaped, encoding="tcnn"))
+
+
+def test_catalog_from_instance_matches_from_connection(catalog: PlanCatalog) -> None:
+    assert PlanCatalog.from_instance(corpus_server()) == catalog
+
+
+def test_featurize_releases_the_gil(plans: tuple[CapturedPlan, ...]) -> None:
+    import threading
+    import time
+
+    texts = [p.text for p in plans] * 6
+    stamps: list[float] = []
+    running = True
+
+    def spin() -> None:
+        n = 0
+        while running:
+            n += 1
+            if n % 200 == 0:
+                stamps.append(time.perf_counter())
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        time.sleep(0.05)
+        t0 = time.perf_counter()
+        featurize(texts)
+        t1 = time.perf_counter()
+    finally:
+        running = False
+        t.join()
+    # Another Python thread ran in the middle of the call: impossible if the GIL were held.
+    margin = (t1 - t0) * 0.2
+    inside = [s for s in stamps if t0 + margin < s < t1 - margin]
+    assert len(inside) > 10, (len(inside), t1 - t0)
