@@ -375,3 +375,69 @@ fn large_batches_are_deterministic_and_match_small_ones() {
     bad[77] = "{";
     assert_eq!(featurize(&bad, &cat, Encoding::Tcnn).unwrap_err().plan, 77);
 }
+
+/// PG 13-16 ANALYZE VERBOSE output of a parallel plan: per-worker arrays inside nodes,
+/// a JIT block, trigger entries; none of it changes the nodes read.
+const PARALLEL_JIT_TRIGGERS: &str = r#"[
+  {
+    "Plan": {
+      "Node Type": "ModifyTable", "Operation": "Insert", "Parallel Aware": false,
+      "Relation Name": "orders", "Schema": "public", "Alias": "orders",
+      "Startup Cost": 1000.0, "Total Cost": 2000.5, "Plan Rows": 10, "Plan Width": 8,
+      "Actual Startup Time": 5.0, "Actual Total Time": 6.0, "Actual Rows": 0, "Actual Loops": 1,
+      "Plans": [
+        {
+          "Node Type": "Gather", "Parent Relationship": "Outer", "Parallel Aware": false,
+          "Startup Cost": 1000.0, "Total Cost": 1990.0, "Plan Rows": 10, "Plan Width": 8,
+          "Actual Startup Time": 1.0, "Actual Total Time": 4.0, "Actual Rows": 10, "Actual Loops": 1,
+          "Output": ["x"], "Workers Planned": 2, "Workers Launched": 2, "Single Copy": false,
+          "Plans": [
+            {
+              "Node Type": "Seq Scan", "Parent Relationship": "Outer", "Parallel Aware": true,
+              "Relation Name": "lineitem", "Schema": "public", "Alias": "lineitem",
+              "Startup Cost": 0.0, "Total Cost": 900.0, "Plan Rows": 4, "Plan Width": 8,
+              "Actual Startup Time": 0.1, "Actual Total Time": 3.0, "Actual Rows": 3, "Actual Loops": 3,
+              "Output": ["x"], "Filter": "(x > 1)", "Rows Removed by Filter": 20,
+              "Workers": [
+                {"Worker Number": 0, "Actual Startup Time": 0.2, "Actual Total Time": 2.9,
+                 "Actual Rows": 4, "Actual Loops": 1,
+                 "JIT": {"Functions": 2, "Options": {"Inlining": false}}},
+                {"Worker Number": 1, "Actual Startup Time": 0.3, "Actual Total Time": 2.8,
+                 "Actual Rows": 3, "Actual Loops": 1}
+              ]
+            }
+          ]
+        }
+      ]
+    },
+    "Planning Time": 0.5,
+    "Triggers": [
+      {"Trigger Name": "RI_ConstraintTrigger_c_1", "Constraint Name": "fk", "Relation": "orders",
+       "Time": 0.4, "Calls": 10}
+    ],
+    "JIT": {"Functions": 4, "Options": {"Inlining": false, "Optimization": false,
+            "Expressions": true, "Deforming": true},
+            "Timing": {"Generation": 0.5, "Inlining": 0.0, "Optimization": 0.3,
+                       "Emission": 4.0, "Total": 4.8}},
+    "Execution Time": 12.25
+  }
+]"#;
+
+#[test]
+fn worker_arrays_jit_and_triggers_are_skipped() {
+    let p = parse_plan(PARALLEL_JIT_TRIGGERS.as_bytes()).unwrap();
+    let types: Vec<&str> = p.nodes.iter().map(|n| n.node_type.as_ref()).collect();
+    assert_eq!(types, ["ModifyTable", "Gather", "Seq Scan"]);
+    // the node's own actuals, not a worker's
+    assert_eq!(p.nodes[2].actual_rows, Some(3.0));
+    assert_eq!(p.nodes[2].actual_loops, Some(3.0));
+    assert_eq!(p.nodes[1].workers_planned, Some(2.0));
+    assert_eq!(p.nodes[0].operation.as_deref(), Some("Insert"));
+    assert_eq!(p.execution_time, Some(12.25));
+    let b = featurize(&[PARALLEL_JIT_TRIGGERS], &catalog(), Encoding::Qppnet).unwrap();
+    let layout = Layout::new(Encoding::Qppnet, &catalog());
+    let col = |name: &str| layout.names.iter().position(|n| n == name).unwrap();
+    assert_eq!(b.features[col("operation=Insert")], 1.0);
+    assert_eq!(b.features[col("relation=orders")], 1.0);
+    assert_eq!(b.relationship, [-1, 0, 0]);
+}
