@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -325,3 +326,24 @@ def test_non_root_caller_in_docker_group(client: Any) -> None:
     with pytest.raises(docker.errors.NotFound):
         client.containers.get(container_id)
     assert not Path(workdir).exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"cpus": 0}, "cpus=0: must be a positive number"),
+        ({"cpus": "two"}, "cpus='two'"),
+        ({"memory": "2 gigs"}, "memory='2 gigs': give bytes"),
+        ({"memory": 1024}, "memory=1024"),
+    ],
+)
+def test_invalid_limits_are_clear_errors(client: Any, kwargs: dict[str, Any], message: str) -> None:
+    from dbgym.errors import DbgymError
+
+    with pytest.raises(DbgymError, match=re.escape(message)):
+        dbgym.PostgresInstance.launch(backend="docker", **kwargs)
+    # nothing was started for it
+    assert (
+        client.containers.list(all=True, filters={"label": f"{LABEL_OWNER_PID}={os.getpid()}"})
+        == []
+    )

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
 import time
 import uuid
@@ -51,6 +52,7 @@ LABEL_OWNER_HOST = "dbgym.owner_host"
 LABEL_BOOT_ID = "dbgym.boot_id"
 LABEL_ROLE = "dbgym.role"
 _SIGNALS = {"fast": "INT", "immediate": "QUIT"}
+_MEMORY = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
 _DEFAULT_SHM = 1 << 30  # PostgreSQL's parallel query uses /dev/shm; docker's default is 64MB
 
 SUPERVISOR = r"""
@@ -122,8 +124,19 @@ class DockerBackend(Backend):
         self.image: ImageInfo = image_info(self.client, options.image or DEFAULT_IMAGE)
         self.cpus = options.cpus
         self.memory = options.memory
-        if self.cpus is not None and not self.cpus > 0:
-            raise DbgymError(f"cpus={self.cpus!r}: must be a positive number of CPUs")
+        if self.cpus is not None and not (
+            isinstance(self.cpus, (int, float)) and 0 < self.cpus <= (os.cpu_count() or 1) * 64
+        ):
+            raise DbgymError(f"cpus={self.cpus!r}: must be a positive number of CPUs (e.g. 1.5)")
+        if self.memory is not None and not (
+            (isinstance(self.memory, int) and self.memory >= 6 * 2**20)
+            or (isinstance(self.memory, str) and _MEMORY.match(self.memory))
+        ):
+            raise DbgymError(
+                f"memory={self.memory!r}: give bytes (>= 6 MiB, docker's minimum) or a "
+                "string like '512m' / '2g' (units b, k, m, g)"
+            )
+        self._bin_dir: Path | bool | None = False  # False: not looked up yet
         self._tag = uuid.uuid4().hex[:12]
         self._workdir: Path | None = None
         self._run: Path | None = None
@@ -143,11 +156,13 @@ class DockerBackend(Backend):
         """Host binaries of the image's major version (pgbench/psql), if installed here."""
         from dbgym.dbms.binaries import find_binaries
 
-        try:
-            found = find_binaries()
-        except BackendUnavailableError:
-            return None
-        return found.bin_dir if found.major == self.image.pg_major else None
+        if self._bin_dir is False:
+            try:
+                found = find_binaries()
+                self._bin_dir = found.bin_dir if found.major == self.image.pg_major else None
+            except BackendUnavailableError:
+                self._bin_dir = None
+        return self._bin_dir if isinstance(self._bin_dir, Path) else None
 
     @property
     def container(self) -> Any:
