@@ -1,0 +1,160 @@
+"""Replay engine vs pgbench on the same instance, in the same run.
+
+1. Throughput: replaying select-only pgbench statements (8 sessions, as fast as possible)
+   reaches >= 90% of what `pgbench -S -M <protocol> -c 8 -j 8` reports (its tps without
+   connection time), for the simple and the extended protocol. The rounds alternate
+   pgbench and replay so both see the same machine load; medians are compared. The replay
+   prepares each statement once per connection, so for the extended protocol
+   `pgbench -M prepared` is reported too (not asserted).
+2. Timing: at the original rate (speed=1.0) of a trace the server can sustain (Poisson
+   arrivals), the p99 schedule lag (start - deadline) is <= 1 ms. `pgbench -R` at the same
+   rate, in the same run, measures what the machine allows: when even pgbench's own p99
+   schedule lag is above 1 ms (a machine shared with other CPU-heavy work: the server answers
+   late and clients are scheduled late), the replay's p99 must not exceed pgbench's instead.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
+
+import dbgym
+from dbgym.workload.benchmarks import pgbench
+
+CLIENTS = 8
+ROUNDS = 4
+SECONDS = 2
+_TPS = re.compile(r"^tps = ([0-9.]+) \(without initial connection time\)", re.M)
+
+
+@pytest.fixture(scope="module")
+def instance() -> Iterator[dbgym.PostgresInstance]:
+    with dbgym.PostgresInstance.launch() as inst:
+        pgbench.load(inst.dsn, 1, bin_dir=inst.bin_dir)
+        yield inst
+
+
+def pgbench_tps(inst: dbgym.PostgresInstance, mode: str) -> float:
+    assert inst.bin_dir is not None
+    clients = ["-c", str(CLIENTS), "-j", str(CLIENTS)]
+    out = subprocess.run(
+        [
+            str(inst.bin_dir / "pgbench"),
+            "-n",
+            "-S",
+            "-M",
+            mode,
+            *clients,
+            "-T",
+            str(SECONDS),
+            inst.dsn,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    m = _TPS.search(out)
+    assert m, out
+    return float(m[1])
+
+
+def pgbench_p99_lag_ms(inst: dbgym.PostgresInstance, rate: float, clients: int) -> float:
+    """p99 of the schedule lag pgbench itself logs with --rate (per-transaction log)."""
+    assert inst.bin_dir is not None
+    with tempfile.TemporaryDirectory() as d:
+        args = ["-n", "-S", "-M", "prepared", "-R", str(rate), "-c", str(clients)]
+        args += ["-j", str(clients), "-T", "2", "-l", f"--log-prefix={d}/log", inst.dsn]
+        subprocess.run(
+            [str(inst.bin_dir / "pgbench"), *args],
+            check=True,
+            capture_output=True,
+        )
+        # Columns: client, transaction, latency, script, epoch, us, schedule lag (us).
+        lags = [
+            int(line.split()[6])
+            for f in Path(d).glob("log*")
+            for line in f.read_text().splitlines()
+        ]
+    return float(np.percentile(np.array(lags) / 1000.0, 99))
+
+
+@dataclass
+class Rounds:
+    pgbench: list[float] = field(default_factory=list)
+    prepared: list[float] = field(default_factory=list)
+    replay: list[float] = field(default_factory=list)
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_replay_throughput_vs_pgbench(
+    benchmark: BenchmarkFixture, instance: dbgym.PostgresInstance, protocol: str
+) -> None:
+    warm = pgbench_tps(instance, protocol)
+    # About SECONDS of work per replay round at pgbench's rate.
+    per_client = max(500, int(warm * SECONDS / CLIENTS))
+    trace = pgbench.trace(
+        script="select-only", clients=CLIENTS, transactions=per_client, protocol=protocol, seed=7
+    )
+    rounds = Rounds()
+
+    def setup() -> None:
+        rounds.pgbench.append(pgbench_tps(instance, protocol))
+        if protocol == "extended":
+            rounds.prepared.append(pgbench_tps(instance, "prepared"))
+
+    def run() -> None:
+        r = dbgym.replay(trace, instance.dsn, speed=None, progress=False)
+        s = r.summary()
+        assert s.errors == 0 and s.statements == len(trace)
+        rounds.replay.append(s.throughput)
+
+    benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)  # type: ignore[no-untyped-call]
+    pg, rp = statistics.median(rounds.pgbench), statistics.median(rounds.replay)
+    ratio = rp / pg
+    benchmark.extra_info.update(
+        pgbench_tps=rounds.pgbench, replay_tps=rounds.replay, median_ratio=ratio
+    )
+    line = f"\n{protocol}: pgbench {pg:.0f} tps, replay {rp:.0f} tps, ratio {ratio:.2f}"
+    if rounds.prepared:
+        prep = statistics.median(rounds.prepared)
+        benchmark.extra_info.update(pgbench_prepared_tps=rounds.prepared)
+        line += f" (pgbench -M prepared {prep:.0f} tps, ratio {rp / prep:.2f})"
+    print(line)
+    assert ratio >= 0.9, f"replay {rounds.replay} vs pgbench -M {protocol} {rounds.pgbench}"
+
+
+def test_replay_lag_at_original_rate(
+    benchmark: BenchmarkFixture, instance: dbgym.PostgresInstance
+) -> None:
+    rate = 1000.0  # statements/s over 4 sessions: a fraction of what the server sustains
+    trace = pgbench.trace(
+        script="select-only", clients=4, transactions=750, protocol="extended", rate=rate, seed=3
+    )
+    lags: list[float] = []
+
+    def run() -> None:
+        r = dbgym.replay(trace, instance.dsn, speed=1.0, progress=False)
+        s = r.summary()
+        assert s.errors == 0 and s.lag is not None
+        lags.append(s.lag.p99_ms)
+
+    references: list[float] = []
+
+    def setup() -> None:
+        references.append(pgbench_p99_lag_ms(instance, rate, 4))
+
+    benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)  # type: ignore[no-untyped-call]
+    ours, theirs = statistics.median(lags), statistics.median(references)
+    benchmark.extra_info.update(p99_lag_ms=lags, pgbench_rate_p99_lag_ms=references)
+    print(f"\np99 schedule lag at {rate:.0f}/s: replay {lags} ms, pgbench -R {references} ms")
+    bar = max(1.0, theirs)
+    assert ours <= bar, f"replay p99 lag {lags} ms; pgbench -R p99 lag {references} ms"
