@@ -16,6 +16,7 @@ from dbgym.spaces import (
     PaddedPlanObservation,
 )
 from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
+from dbgym.workload.state import DatabaseState
 from dbgym.workload.workload import Workload
 
 __version__ = "0.1.0"
@@ -23,6 +24,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CollectedPlan",
     "GraphPlanObservation",
+    "DatabaseState",
     "KnobChange",
     "KnobStateObserver",
     "MetricsObserver",

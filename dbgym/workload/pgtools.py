@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from dbgym.errors import WorkloadError
 
 
@@ -55,8 +57,10 @@ def run_streaming(
     on_line: Callable[[str], None] | None = None,
     stdin: int | None = None,
     env: dict[str, str] | None = None,
+    keep: int | None = 20,
 ) -> list[str]:
-    """Runs `argv`, feeding each stderr/stdout line to `on_line`; returns the last lines.
+    """Runs `argv`, feeding each stderr/stdout line to `on_line`; returns the last `keep`
+    lines (all with `keep=None`).
 
     Raises WorkloadError naming `what` with the tail of the output when the program fails;
     on Ctrl-C (or any exception) the program is terminated before the exception propagates.
@@ -70,12 +74,14 @@ def run_streaming(
         errors="replace",
         env=env,
     )
-    tail: list[str] = []
+    lines: list[str] = []
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
             line = raw.rstrip("\n")
-            tail = [*tail[-19:], line]
+            lines.append(line)
+            if keep is not None and len(lines) > 2 * keep:
+                del lines[:-keep]
             if on_line is not None:
                 on_line(line)
         code = proc.wait()
@@ -83,8 +89,8 @@ def run_streaming(
         terminate(proc)
         raise
     if code != 0:
-        raise WorkloadError(f"{what} failed (exit code {code}):\n  " + "\n  ".join(tail))
-    return tail
+        raise WorkloadError(f"{what} failed (exit code {code}):\n  " + "\n  ".join(lines[-20:]))
+    return lines if keep is None else lines[-keep:]
 
 
 def terminate(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
@@ -96,3 +102,14 @@ def terminate(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def conninfo_and_env(dsn: str) -> tuple[str, dict[str, str]]:
+    """`dsn` without its password (for a command line others can read in /proc) and an
+    environment passing the password as PGPASSWORD instead."""
+    params = conninfo_to_dict(dsn)
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return make_conninfo("", **params), env

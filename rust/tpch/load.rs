@@ -79,7 +79,8 @@ pub fn config(dsn: &str) -> Result<Config, TpchError> {
     Ok(cfg)
 }
 
-/// Copies `tables` of `gen` into the database of `dsn`, whose tables must exist and be empty.
+/// Copies `tables` of `gen` into the database of `dsn`, whose tables must exist (they are
+/// truncated: each table is loaded by `BEGIN; TRUNCATE; COPY ... (FREEZE); COMMIT`).
 /// Sets `cancel` to stop early (the running COPYs are aborted and roll back; tables already
 /// committed keep their rows). Returns the first error of any worker.
 pub fn load(
@@ -184,8 +185,14 @@ fn consume(
                             Some(s) => format!("\"{}\".{}", s.replace('"', "\"\""), table.name()),
                             None => table.name().to_string(),
                         };
+                        // TRUNCATE in the same transaction lets COPY FREEZE write frozen,
+                        // all-visible pages: no later VACUUM rewrite, no hint-bit writes.
+                        client
+                            .batch_execute(&format!("BEGIN; TRUNCATE {name}"))
+                            .await
+                            .map_err(|e| load_error(table, &e))?;
                         let sink = client
-                            .copy_in::<_, Bytes>(&format!("COPY {name} FROM STDIN"))
+                            .copy_in::<_, Bytes>(&format!("COPY {name} FROM STDIN (FREEZE)"))
                             .await
                             .map_err(|e| load_error(table, &e))?;
                         current = Some((table, Box::pin(sink)));
@@ -201,6 +208,10 @@ fn consume(
                         let (table, mut sink) = current.take().ok_or(TpchError::Cancelled)?;
                         sink.as_mut()
                             .finish()
+                            .await
+                            .map_err(|e| load_error(table, &e))?;
+                        client
+                            .batch_execute("COMMIT")
                             .await
                             .map_err(|e| load_error(table, &e))?;
                         progress.done[table as usize].store(true, Ordering::Relaxed);

@@ -16,7 +16,7 @@ import psycopg
 from dbgym import _core
 from dbgym.errors import WorkloadError
 from dbgym.workload.benchmarks.tpch import LoadReport
-from dbgym.workload.pgtools import find_client, run_streaming
+from dbgym.workload.pgtools import conninfo_and_env, find_client, run_streaming
 from dbgym.workload.progress import ProgressFn
 
 TABLES: tuple[str, ...] = (
@@ -61,7 +61,10 @@ def load(
 
     t0 = time.perf_counter()
     try:
-        run_streaming([pgbench, "-i", "-s", str(scale), dsn], what="pgbench -i", on_line=on_line)
+        conninfo, env = conninfo_and_env(dsn)
+        run_streaming(
+            [pgbench, "-i", "-s", str(scale), conninfo], what="pgbench -i", on_line=on_line, env=env
+        )
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("ANALYZE " + ", ".join(TABLES))
             for table in TABLES:

@@ -186,6 +186,7 @@ def load(
             report.rows = gen.load(dsn, workers=workers, progress=report_progress)
             report.seconds["copy"] = time.perf_counter() - t0
             t0 = time.perf_counter()
+            conn.execute("SET maintenance_work_mem = '256MB'")
             for i, sql in enumerate(steps):
                 report_progress({**report.rows, "keys/indexes": i})
                 conn.execute(sql)
