@@ -6,7 +6,7 @@
 
 use super::rng::Rng;
 use super::TpchError;
-use crate::trace::{Session, Statement, Template, Trace};
+use crate::trace::{templatize, Session, Statement, Template, Trace};
 
 const PGBENCH_TAG: u64 = 0x9B_0000;
 
@@ -137,10 +137,11 @@ pub fn trace(o: &Options) -> Result<Trace, TpchError> {
         .enumerate()
         .map(|(i, c)| Template {
             id: i as u32,
-            text: placeholders(c),
+            text: templatize(&placeholders(c)).0,
             count: u64::from(o.clients) * u64::from(o.transactions),
         })
         .collect();
+    let extended: Vec<String> = script.iter().map(placeholders).collect();
     let scale = i64::from(o.scale);
     let per_client_rate = o.rate.map(|r| r / f64::from(o.clients));
     let mut statements =
@@ -175,10 +176,7 @@ pub fn trace(o: &Options) -> Result<Trace, TpchError> {
                     .map(|v| v.to_string())
                     .collect();
                 let (sql, params) = if o.extended {
-                    (
-                        templates[i].text.clone(),
-                        values.into_iter().map(Some).collect(),
-                    )
+                    (extended[i].clone(), values.into_iter().map(Some).collect())
                 } else {
                     let mut text = cmd.text.to_string();
                     for (v, value) in cmd.vars.iter().zip(&values) {
@@ -251,7 +249,17 @@ mod tests {
             "SELECT abalance FROM pgbench_accounts WHERE aid = $1;"
         );
         assert_eq!(e.statements[0].params.len(), 1);
-        assert_eq!(e.templates[0].text, e.statements[0].sql);
+        assert_eq!(
+            e.templates[0].text,
+            "select abalance from pgbench_accounts where aid = $1"
+        );
+        for (s, x) in t.statements.iter().zip(&e.statements) {
+            assert_eq!(
+                templatize(&s.sql).0,
+                templatize(&x.sql).0,
+                "both protocols agree"
+            );
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::fmt::{date_string, days_from_civil};
 use super::query_text::TEMPLATES;
 use super::rng::Rng;
 use super::TpchError;
-use crate::trace::{Session, Statement, Template, Trace};
+use crate::trace::{templatize, Session, Statement, Template, Trace};
 
 const QUERY_TAG: u64 = 0x51_0000;
 
@@ -185,7 +185,8 @@ pub fn template(number: usize) -> Result<&'static str, TpchError> {
 
 /// A TPC-H workload: `streams` sessions, each running `queries` (numbers 1..=22) once, in a
 /// per-stream seeded order when `shuffle` is set (as qgen permutes streams), else as given.
-/// Template ids are query number - 1; all 22 templates are listed (count 0 when unused).
+/// Template ids are query number - 1; all 22 templates are listed (count 0 when unused), with
+/// the templatizer's text.
 pub fn trace(
     scale: f64,
     seed: u64,
@@ -196,13 +197,17 @@ pub fn trace(
     if streams == 0 {
         return Err(TpchError::Streams);
     }
-    let mut templates: Vec<Template> = (0..22)
-        .map(|i| Template {
-            id: i as u32,
-            text: TEMPLATES[i].to_string(),
-            count: 0,
+    // Template texts as the trace templatizer writes them (constants -> $n), so a TPC-H trace
+    // and a parsed log of the same queries agree; every query has one structure.
+    let mut templates: Vec<Template> = (1..=22)
+        .map(|q| {
+            Ok(Template {
+                id: (q - 1) as u32,
+                text: templatize(&query(q, scale, seed, 0)?).0,
+                count: 0,
+            })
         })
-        .collect();
+        .collect::<Result<_, TpchError>>()?;
     let mut per_stream: Vec<Vec<Statement>> = Vec::with_capacity(streams as usize);
     let mut sessions = Vec::with_capacity(streams as usize);
     for s in 0..streams {
@@ -316,6 +321,14 @@ mod tests {
             assert_eq!(ids, (0..22).collect::<Vec<u32>>());
         }
         assert_eq!(t, trace(0.1, 5, 3, &all, true).unwrap());
+        for st in &t.statements {
+            let text = &t.templates[st.template_id as usize].text;
+            assert_eq!(
+                &templatize(&st.sql).0,
+                text,
+                "one template per query number"
+            );
+        }
         let fixed = trace(0.1, 5, 1, &[6, 1], false).unwrap();
         let ids: Vec<u32> = fixed.statements.iter().map(|s| s.template_id).collect();
         assert_eq!(ids, vec![5, 0]);

@@ -9,13 +9,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dbgym import _core
 from dbgym.errors import WorkloadError
 from dbgym.workload.benchmarks import pgbench, tpch
 
+if TYPE_CHECKING:
+    from dbgym.workload.workload import Workload
+
 BENCHMARKS: tuple[str, ...] = ("tpch", "pgbench")
+
+
+def workload(name: str, **kw: Any) -> Workload:
+    """The benchmark's workload as a `dbgym.Workload` (same as `Workload.benchmark`)."""
+    from dbgym.workload.workload import Workload
+
+    return Workload.benchmark(name, **kw)
 
 
 def trace(name: str, **kw: Any) -> _core.Trace:
