@@ -23,8 +23,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CollectedPlan",
-    "GraphPlanObservation",
     "DatabaseState",
+    "GraphPlanObservation",
     "KnobChange",
     "KnobStateObserver",
     "MetricsObserver",
