@@ -145,3 +145,16 @@ class PlanCatalog:
 def featurize_plans(plans: object, catalog: PlanCatalog, encoding: str) -> dict[str, Any]: ...
 def parse_plans_only(plans: object) -> int: ...
 def feature_layout(catalog: PlanCatalog, encoding: str) -> dict[str, Any]: ...
+
+# --- blocksync (rust/python/blocksync.rs) ---
+
+def sync_file_blocks(src: str, dst: str, block: int = 8192, chunk: int = 1048576) -> int:
+    """Make the existing file dst equal to src writing only differing blocks; bytes written."""
+
+def block_hashes(path: str, block: int = 8192, chunk: int = 1048576) -> bytes:
+    """xxh3-128 of every block of path, 16 bytes each."""
+
+def sync_file_hashed(
+    src: str, dst: str, hashes: bytes, block: int = 8192, chunk: int = 1048576
+) -> int:
+    """Make dst equal to src given src's block_hashes, reading src only where needed."""

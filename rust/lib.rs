@@ -5,12 +5,14 @@
 //! - `tpch`: deterministic TPC-H data and query generation (issue: workloads)
 //! - `replay`: tokio-postgres replay engine (issue: workloads)
 //! - `featurize`: EXPLAIN-plan featurization (issue: plan featurization)
+//! - `blocksync`: block-level file sync for snapshot restore (issue: foundation)
 //!
 //! The PyO3 surface is `python/` (compiled with the `python` feature only); it
 //! converts between these modules' Rust types and Python/numpy objects, and maps
 //! errors onto the exception classes of `dbgym.errors`.
 
 pub mod featurize;
+pub mod blocksync;
 pub mod replay;
 pub mod tpch;
 pub mod trace;

@@ -91,6 +91,19 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     #: TCP host clients connect to (the server's port is published/listening there).
     host: str = "127.0.0.1"
+    #: Whether, once postmaster.pid says "ready", the core must also connect before
+    #: calling the server ready (True: e.g. behind a port proxy). A backend may set it
+    #: False only if `expected_postmaster_pid()` proves the pid file is its own server's.
+    ready_needs_connection: ClassVar[bool] = True
+
+    def expected_postmaster_pid(self) -> int | None:
+        """The pid line 1 of postmaster.pid must hold (host pid namespace), if known."""
+        return None
+
+    def admin_host(self) -> str | None:
+        """A faster way for the core's own admin connection (e.g. a unix-socket directory
+        with trust auth); None: use the TCP DSN."""
+        return None
 
     @abc.abstractmethod
     def __init__(self, options: BackendOptions) -> None: ...

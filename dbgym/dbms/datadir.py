@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import tempfile
 from pathlib import Path
 
@@ -84,14 +85,40 @@ def read_credentials(datadir: Path) -> tuple[str, str]:
         ) from exc
 
 
-def postmaster_status(datadir: Path) -> str | None:
-    """The status word postgres writes on line 8 of postmaster.pid ("starting", "ready",
-    "stopping", "standby"), or None while there is no such line."""
+def postmaster_status(datadir: Path) -> tuple[int | None, str | None]:
+    """(pid, status) from postmaster.pid: line 1 is the postmaster's pid, line 8 the
+    status word ("starting", "ready", "stopping", "standby"); None while missing."""
     try:
         with open(datadir / "postmaster.pid", "rb") as f:
             lines = f.read().split(b"\n")
     except OSError:
-        return None
+        return None, None
+    pid = int(lines[0]) if lines[0].strip().isdigit() else None
     if len(lines) < 8:
-        return None
-    return lines[7].decode(errors="replace").strip() or None
+        return pid, None
+    return pid, lines[7].decode(errors="replace").strip() or None
+
+
+def redo_wal_segments(datadir: Path) -> set[str]:
+    """Names of the WAL segment files a cleanly shut-down data directory needs: those
+    holding the latest checkpoint record and its redo point (the same one after a clean
+    shutdown). Read from global/pg_control (layout of PostgreSQL >= 11: checkPoint at
+    byte 32, checkPointCopy.redo at 40, its timeline at 48)."""
+    raw = (datadir / "global" / "pg_control").read_bytes()
+    checkpoint, redo = struct.unpack_from("=QQ", raw, 32)
+    (timeline,) = struct.unpack_from("=I", raw, 48)
+    sizes = {
+        e.stat().st_size
+        for e in os.scandir(datadir / "pg_wal")
+        if e.is_file() and len(e.name) == 24 and e.name.isalnum()
+    }
+    if len(sizes) != 1:
+        raise DbgymError(f"cannot tell the WAL segment size in {datadir / 'pg_wal'}: {sizes}")
+    seg_size = sizes.pop()
+    per_xlogid = 0x1_0000_0000 // seg_size
+
+    def name(lsn: int) -> str:
+        segno = lsn // seg_size
+        return f"{timeline:08X}{segno // per_xlogid:08X}{segno % per_xlogid:08X}"
+
+    return {name(checkpoint), name(redo)}

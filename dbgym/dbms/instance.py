@@ -22,8 +22,8 @@ from typing import Any
 import psycopg
 
 from dbgym.dbms import datadir as dd
+from dbgym.dbms import filecopy, lifecycle, registry
 from dbgym.dbms import knobs as kn
-from dbgym.dbms import lifecycle, registry
 from dbgym.dbms import snapshot as snap
 from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
 from dbgym.errors import DbgymError, KnobError, PostgresStartError, SnapshotError
@@ -70,7 +70,7 @@ class PostgresInstance:
         self._admin: psycopg.Connection[Any] | None = None
         self._catalog: dict[str, kn.KnobSpec] | None = None
         self._version_num: int | None = None
-        self._manifests: dict[str, snap.Manifest] = {}
+        self._snapshots: dict[str, tuple[snap.Manifest, dict[str, bytes]]] = {}
         self._closed = False
 
     # -- construction -----------------------------------------------------------------
@@ -155,7 +155,7 @@ class PostgresInstance:
         if not (source / "PG_VERSION").is_file():
             raise DbgymError(f"init_from={source} is not a PostgreSQL data directory")
         self._user, self._password = dd.read_credentials(source)
-        snap.copy_tree(source, self.datadir, dd.RUNTIME_FILES, self._backend.datadir_owner())
+        snap.copy_tree(source, self.datadir, set(dd.RUNTIME_FILES), self._backend.datadir_owner())
 
     # -- registry ---------------------------------------------------------------------
     def _write_registry(self) -> None:
@@ -198,6 +198,7 @@ class PostgresInstance:
         deadline = time.monotonic() + timeout
         delay = 0.0005
         last_error = ""
+        expected = self._backend.expected_postmaster_pid()
         while True:
             if not self._backend.is_running():
                 lines = self._backend.recent_log_lines()
@@ -205,7 +206,10 @@ class PostgresInstance:
                     f"PostgreSQL ({self._backend.name}) exited during start-up",
                     relevant_log_lines(lines),
                 )
-            if dd.postmaster_status(self.datadir) == "ready":
+            pid, status = dd.postmaster_status(self.datadir)
+            if status == "ready" and (expected is None or pid == expected):
+                if not self._backend.ready_needs_connection:
+                    return
                 try:
                     self._admin = self._connect_admin()
                     self._version_num = self._admin.info.server_version
@@ -220,10 +224,13 @@ class PostgresInstance:
                     relevant_log_lines(lines),
                 )
             time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            delay = min(delay * 2, 0.002)
 
     def _connect_admin(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+        host = self._backend.admin_host()
+        if host is None:
+            return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5)
+        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=5, host=host)
 
     def _stop(self, mode: StopMode) -> None:
         self._catalog = None
@@ -391,16 +398,30 @@ class PostgresInstance:
             shutil.rmtree(tmp, ignore_errors=True)
             try:
                 tmp.mkdir(mode=0o700)
-                manifest = snap.copy_tree(self.datadir, tmp / "data", dd.RUNTIME_FILES)
+                manifest = snap.copy_tree(self.datadir, tmp / "data", self._snapshot_skip())
+                reflinks = filecopy.reflink_supported(str(tmp)) is True
+                hashes = {} if reflinks else snap.compute_hashes(tmp / "data", manifest)
+                snap.save_hashes(hashes, tmp)
                 snap.save_manifest(manifest, tmp / "manifest.json")
                 shutil.rmtree(target, ignore_errors=True)
                 os.replace(tmp, target)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            self._manifests[name] = manifest
+            self._snapshots[name] = (manifest, hashes)
         finally:
             self._start()
+
+    def _snapshot_skip(self) -> set[str]:
+        """Paths a snapshot leaves out: runtime files and WAL segments a cleanly shut-down
+        cluster does not need (old and pre-allocated recycled ones). Restore deletes
+        them from the live directory, which is cheaper than copying 16 MB files back."""
+        keep = dd.redo_wal_segments(self.datadir)
+        skip = set(dd.RUNTIME_FILES)
+        for entry in os.scandir(self.datadir / "pg_wal"):
+            if len(entry.name) == 24 and entry.name.isalnum() and entry.name not in keep:
+                skip.add(f"pg_wal/{entry.name}")
+        return skip
 
     def snapshots(self) -> list[str]:
         root = self.workdir / "snapshots"
@@ -416,15 +437,16 @@ class PostgresInstance:
         """
         self._check_open()
         target = self._snapshot_dir(name)
-        manifest = self._manifests.get(name)
-        if manifest is None:
+        cached = self._snapshots.get(name)
+        if cached is None:
             path = target / "manifest.json"
             if not path.is_file():
                 have = ", ".join(self.snapshots()) or "none"
                 raise SnapshotError(f"no snapshot named {name!r} (snapshots: {have})")
-            manifest = self._manifests[name] = snap.load_manifest(path)
+            cached = self._snapshots[name] = (snap.load_manifest(path), snap.load_hashes(target))
+        manifest, hashes = cached
         self._stop("immediate")  # its state is being discarded anyway
-        stats = snap.restore_tree(target / "data", manifest, self.datadir)
+        stats = snap.restore_tree(target / "data", manifest, self.datadir, hashes)
         self._start()
         return stats
 
@@ -440,7 +462,7 @@ class PostgresInstance:
         self._stop("fast")
         try:
             try:
-                snap.copy_tree(self.datadir, target, dd.RUNTIME_FILES)
+                snap.copy_tree(self.datadir, target, set(dd.RUNTIME_FILES))
             except BaseException:
                 shutil.rmtree(target, ignore_errors=True)
                 raise

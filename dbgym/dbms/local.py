@@ -85,6 +85,7 @@ def _server_env() -> dict[str, str]:
 
 class LocalBackend(Backend):
     name = "local"
+    ready_needs_connection = False  # the postmaster is our child: its pid file is proof
 
     def __init__(self, options: BackendOptions) -> None:
         self.binaries: PgBinaries = find_binaries(options.bin_dir)
@@ -155,20 +156,30 @@ class LocalBackend(Backend):
             "--no-sync",
             "--no-instructions",
         ]
-        out = subprocess.run(
+        proc = subprocess.Popen(
             cmd,
             cwd=self._workdir,
             env=_server_env(),
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            check=False,
             **self._popen_user_kwargs(),
         )
-        if out.returncode != 0:
-            lines = (out.stdout + out.stderr).strip().splitlines()
-            raise PostgresStartError(f"initdb failed (exit {out.returncode})", lines[-30:])
+        try:
+            output, _ = proc.communicate()
+        except BaseException:
+            # Interrupted (Ctrl-C): initdb and the bootstrap postgres it runs share its
+            # process group; kill them all before the caller removes the workdir.
+            procs.kill_group(proc.pid)
+            proc.wait()
+            for pid in procs.group_members(proc.pid):
+                procs.wait_gone(pid, 5.0)
+            raise
+        if proc.returncode != 0:
+            lines = output.strip().splitlines()
+            raise PostgresStartError(f"initdb failed (exit {proc.returncode})", lines[-30:])
 
     # -- running ----------------------------------------------------------------------
     def start(self, datadir: Path, port: int) -> None:
@@ -214,15 +225,19 @@ class LocalBackend(Backend):
     def server_pid(self) -> int | None:
         return self._proc.pid if self._proc is not None else None
 
+    def expected_postmaster_pid(self) -> int | None:
+        return self.server_pid
+
+    def admin_host(self) -> str | None:
+        return str(self._socket_dir) if self._socket_dir is not None else None
+
     def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
         proc = self._proc
         if proc is None:
             return
         if proc.poll() is None:
-            try:
-                proc.send_signal(_STOP_SIGNALS[mode])
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
+            proc.send_signal(_STOP_SIGNALS[mode])
+            if not procs.wait_child(proc, timeout):
                 procs.kill_group(proc.pid)
                 proc.wait()
         # The postmaster waits for its children before exiting; anything still in its

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -73,3 +75,25 @@ def wait_gone(pid: int, timeout: float, expected_start_time: int | None = None) 
 def kill_group(pgid: int, sig: signal.Signals = signal.SIGKILL) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
+
+
+def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> bool:
+    """Wait for our child to exit, waking the moment it does (pidfd), unlike
+    Popen.wait(timeout=...), which polls with sleeps of up to 50 ms. True if it exited."""
+    if proc.poll() is not None:
+        return True
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        poller.poll(max(0, int(timeout * 1000)))
+    finally:
+        os.close(pidfd)
+    return proc.poll() is not None

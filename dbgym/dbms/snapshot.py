@@ -4,9 +4,10 @@ A snapshot is a copy of the cleanly shut-down data directory plus a manifest: fo
 path, its kind, size, mtime (ns), mode and owner. Copies keep mtimes, so right after a
 snapshot (or a restore) every live file has exactly the manifest's (size, mtime_ns).
 PostgreSQL never sets mtimes itself, so a live file whose (size, mtime_ns) still match
-was not written since; restore copies back only the files that differ, deletes files
-the snapshot does not have and recreates the ones that went missing. With nothing
-changed it copies nothing.
+was not written since; restore brings back only the files that differ (for large files only the
+differing 8 kB blocks, unless the filesystem can reflink), deletes files the snapshot
+does not have and recreates the ones that went missing. With nothing changed it copies
+nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from dbgym.dbms.filecopy import copy_file
+from dbgym._core import block_hashes
+from dbgym.dbms.filecopy import BLOCK, CHUNK, copy_file, sync_file
 
 # kind ("f" file, "d" dir, "l" symlink), size, mtime_ns, mode, uid, gid, symlink target
 Entry = tuple[str, int, int, int, int, int, str]
@@ -27,8 +29,8 @@ Manifest = dict[str, Entry]
 
 @dataclass
 class RestoreStats:
-    copied_files: int = 0
-    copied_bytes: int = 0
+    copied_files: int = 0  # files that differed and were brought back
+    copied_bytes: int = 0  # bytes written to do so (only differing blocks of large files)
     removed: int = 0
     created: int = 0
 
@@ -57,12 +59,12 @@ def _set_meta(path: str, entry: Entry, set_owner: bool, is_root: bool) -> None:
 def copy_tree(
     src: Path,
     dst: Path,
-    exclude: frozenset[str] = frozenset(),
+    skip: frozenset[str] | set[str] = frozenset(),
     owner: tuple[int, int] | None = None,
 ) -> Manifest:
     """Copy `src` into the new directory `dst` keeping mode and mtimes, and owners when
-    running as root (or giving everything `owner`). Top-level names in `exclude` are
-    skipped. Returns the manifest of the copy (relative paths; "" is the root)."""
+    running as root (or giving everything `owner`). Relative paths in `skip` are left
+    out. Returns the manifest of the copy (relative paths; "" is the root)."""
     is_root = os.geteuid() == 0
     manifest: Manifest = {}
 
@@ -76,9 +78,9 @@ def copy_tree(
         with os.scandir(s) as it:
             entries = sorted(it, key=lambda e: e.name)
         for e in entries:
-            if not rel and e.name in exclude:
-                continue
             r = f"{rel}/{e.name}" if rel else e.name
+            if r in skip:
+                continue
             st = e.stat(follow_symlinks=False)
             entry = _entry(e.path, st)
             target = os.path.join(d, e.name)
@@ -115,8 +117,43 @@ def _remove(path: str, is_dir: bool) -> None:
         os.unlink(path)
 
 
-def restore_tree(snapshot: Path, manifest: Manifest, live: Path) -> RestoreStats:
-    """Make `live` identical to the snapshot directory `snapshot` described by `manifest`."""
+def compute_hashes(root: Path, manifest: Manifest) -> dict[str, bytes]:
+    """Block hashes (dbgym._core.block_hashes) of the snapshot's files of >= CHUNK bytes:
+    restore then reads only the live file, not the snapshot copy, to find changes."""
+    return {
+        rel: block_hashes(str(root / rel), BLOCK, CHUNK)
+        for rel, entry in manifest.items()
+        if entry[0] == "f" and entry[1] >= CHUNK
+    }
+
+
+def save_hashes(hashes: dict[str, bytes], directory: Path) -> None:
+    """hashes.bin (all hashes, concatenated) + hashes.json (path -> [offset, length])."""
+    index: dict[str, list[int]] = {}
+    offset = 0
+    with open(directory / "hashes.bin", "wb") as f:
+        for rel, data in sorted(hashes.items()):
+            f.write(data)
+            index[rel] = [offset, len(data)]
+            offset += len(data)
+    (directory / "hashes.json").write_text(json.dumps(index))
+
+
+def load_hashes(directory: Path) -> dict[str, bytes]:
+    try:
+        index = json.loads((directory / "hashes.json").read_text())
+        data = (directory / "hashes.bin").read_bytes()
+    except FileNotFoundError:
+        return {}
+    return {rel: data[off : off + length] for rel, (off, length) in index.items()}
+
+
+def restore_tree(
+    snapshot: Path, manifest: Manifest, live: Path, hashes: dict[str, bytes] | None = None
+) -> RestoreStats:
+    """Make `live` identical to the snapshot directory `snapshot` described by `manifest`
+    (`hashes`: from compute_hashes for that snapshot, to read less)."""
+    hashes = hashes or {}
     is_root = os.geteuid() == 0
     stats = RestoreStats()
     seen: set[str] = set()
@@ -139,10 +176,11 @@ def restore_tree(snapshot: Path, manifest: Manifest, live: Path) -> RestoreStats
                     walk(e.path, r)
                 elif have[0] == "f":
                     if have[1] != want[1] or have[2] != want[2]:
-                        copy_file(os.path.join(snapshot, r), e.path, want[1], want[3])
+                        src = os.path.join(snapshot, r)
+                        written = sync_file(src, e.path, want[1], hashes.get(r))
                         _set_meta(e.path, want, set_owner=False, is_root=is_root)
                         stats.copied_files += 1
-                        stats.copied_bytes += want[1]
+                        stats.copied_bytes += written
                     elif have[3] != want[3]:
                         os.chmod(e.path, want[3])
 

@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod blocksync;
 mod errors;
 mod featurize;
 mod replay;
@@ -16,5 +17,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     replay::register(m)?;
     tpch::register(m)?;
     featurize::register(m)?;
+    blocksync::register(m)?;
     Ok(())
 }

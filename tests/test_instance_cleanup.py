@@ -1,0 +1,127 @@
+"""Nothing is left behind: killed owners (dbgym clean), Ctrl-C, SIGTERM, plain exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dbgym.dbms import procs, registry
+from dbgym.dbms.instance import default_workdir_base
+from tests.instance_checks import leftovers, processes_using
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CHILD = """
+import json, sys, time
+import dbgym
+from tests.instance_checks import instance_fields
+inst = dbgym.PostgresInstance.launch(backend=sys.argv[1])
+with inst.connect() as conn:
+    conn.execute("SELECT 1")
+print(json.dumps(instance_fields(inst)), flush=True)
+if sys.argv[2] == "exit":
+    sys.exit(0)  # no close(): the atexit hook must do it
+time.sleep(600)
+"""
+
+
+def spawn(backend: str, mode: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, backend, mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def launched(child: subprocess.Popen[str]) -> dict[str, Any]:
+    assert child.stdout is not None
+    line = child.stdout.readline()
+    if not line:
+        _, err = child.communicate(timeout=30)
+        pytest.fail(f"child did not launch an instance: {err[-2000:]}")
+    fields: dict[str, Any] = json.loads(line)
+    assert leftovers(fields), "the instance should be running now"
+    return fields
+
+
+def test_clean_removes_what_a_killed_process_left(backend: str) -> None:
+    child = spawn(backend, "sleep")
+    fields = launched(child)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=30)
+    # The owner is dead, its server and files are still there...
+    assert processes_using(Path(fields["datadir"])) or fields.get("container_id")
+    report = registry.clean()
+    assert any(fields["id"] in line for line in report.removed), report
+    assert leftovers(fields) == []
+
+
+def test_clean_leaves_live_instances_alone(backend: str) -> None:
+    child = spawn(backend, "sleep")
+    try:
+        fields = launched(child)
+        report = registry.clean()
+        assert not any(fields["id"] in line for line in report.removed)
+        assert any(fields["id"] in line for line in report.live)
+        remaining = leftovers(fields)
+        assert any("registry entry" in x for x in remaining)
+        assert Path(fields["datadir"], "PG_VERSION").exists()
+        # SIGTERM: the child unwinds and closes its instance.
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert leftovers(fields) == []
+
+
+def test_ctrl_c_leaves_nothing(backend: str) -> None:
+    child = spawn(backend, "sleep")
+    fields = launched(child)
+    child.send_signal(signal.SIGINT)
+    child.wait(timeout=60)
+    assert leftovers(fields) == []
+
+
+def test_exit_without_close_leaves_nothing(backend: str) -> None:
+    child = spawn(backend, "exit")
+    fields = launched(child)
+    assert child.wait(timeout=60) == 0
+    assert leftovers(fields) == []
+
+
+def test_ctrl_c_during_launch_leaves_nothing(backend: str) -> None:
+    base = Path(tempfile.mkdtemp(prefix="dbgym-sigint-", dir=default_workdir_base()))
+    base.chmod(0o711)
+    try:
+        child = spawn(backend, "sleep", env={"DBGYM_WORKDIR_BASE": str(base)})
+        # Interrupt while initdb/start-up runs (launch takes about a second here).
+        deadline = time.monotonic() + 30
+        while not any(base.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+        assert "KeyboardInterrupt" in err and "launch" in err, err[-2000:]
+        assert list(base.iterdir()) == []
+        assert processes_using(base) == []
+        mine = [e for _, e in registry.read_entries() if e.get("owner_pid") == child.pid]
+        assert mine == []
+    finally:
+        for pid in processes_using(base):
+            procs.kill_group(os.getpgid(pid))
+        shutil.rmtree(base, ignore_errors=True)
