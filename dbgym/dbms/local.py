@@ -242,7 +242,7 @@ class LocalBackend(Backend):
                 proc.wait()
         # The postmaster waits for its children before exiting; anything still in its
         # process group (it leads its own session) is a stray child: kill it.
-        if procs.group_members(proc.pid):
+        if procs.group_alive(proc.pid):
             procs.kill_group(proc.pid)
             for pid in procs.group_members(proc.pid):
                 procs.wait_gone(pid, 5.0)

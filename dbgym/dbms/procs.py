@@ -60,6 +60,17 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in process group `pgid` (one syscall, no /proc scan)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def wait_gone(pid: int, timeout: float, expected_start_time: int | None = None) -> bool:
     """Poll until `pid` is gone (not our child: cannot waitpid); True if it went."""
     deadline = time.monotonic() + timeout
