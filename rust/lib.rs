@@ -11,8 +11,8 @@
 //! converts between these modules' Rust types and Python/numpy objects, and maps
 //! errors onto the exception classes of `dbgym.errors`.
 
-pub mod featurize;
 pub mod blocksync;
+pub mod featurize;
 pub mod replay;
 pub mod tpch;
 pub mod trace;
