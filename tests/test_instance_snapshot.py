@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -125,3 +126,21 @@ def test_snapshot_errors(inst: dbgym.PostgresInstance) -> None:
         inst.snapshot("../x")
     with inst.connect() as conn:  # still fine after the errors
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_snapshot_refuses_tablespaces_outside_the_datadir(backend: str) -> None:
+    with dbgym.PostgresInstance.launch(backend=backend) as inst:
+        location = inst.workdir / "tblspc"
+        location.mkdir()
+        owner = inst._backend.datadir_owner()
+        if owner is not None:
+            os.chown(location, *owner)
+        with inst.connect(autocommit=True) as conn:
+            conn.execute(f"CREATE TABLESPACE elsewhere LOCATION '{location}'")
+        with pytest.raises(SnapshotError, match="tablespaces outside the data directory"):
+            inst.snapshot("p")
+        with pytest.raises(SnapshotError, match="cannot export"):
+            inst.export_datadir(inst.workdir / "export")
+        with inst.connect(autocommit=True) as conn:
+            conn.execute("DROP TABLESPACE elsewhere")
+        inst.snapshot("p")  # fine again

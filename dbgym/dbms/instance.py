@@ -390,6 +390,7 @@ class PostgresInstance:
         """
         self._check_open()
         target = self._snapshot_dir(name)
+        self._refuse_tablespaces("snapshot")
         self._conn.execute("CHECKPOINT")  # makes the shutdown checkpoint short
         self._stop("fast")
         try:
@@ -411,6 +412,16 @@ class PostgresInstance:
             self._snapshots[name] = (manifest, hashes)
         finally:
             self._start()
+
+    def _refuse_tablespaces(self, what: str) -> None:
+        """Snapshots and exports copy the data directory only; a tablespace's files live
+        elsewhere (pg_tblspc holds symlinks), so they would be silently left out."""
+        links = sorted(p.name for p in (self.datadir / "pg_tblspc").iterdir())
+        if links:
+            raise SnapshotError(
+                f"cannot {what} instance {self.id}: it has tablespaces outside the data "
+                f"directory (pg_tblspc: {', '.join(links)}); drop them first"
+            )
 
     def _snapshot_skip(self) -> set[str]:
         """Paths a snapshot leaves out: runtime files and WAL segments a cleanly shut-down
@@ -458,6 +469,7 @@ class PostgresInstance:
         if target.exists():
             raise DbgymError(f"export destination {target} already exists")
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._refuse_tablespaces("export")
         self._conn.execute("CHECKPOINT")
         self._stop("fast")
         try:
