@@ -101,8 +101,13 @@ def test_replay_throughput_vs_pgbench(
     warm = pgbench_tps(instance, protocol)
     # About SECONDS of work per replay round at pgbench's rate.
     per_client = max(500, int(warm * SECONDS / CLIENTS))
-    trace = pgbench.trace(
-        script="select-only", clients=CLIENTS, transactions=per_client, protocol=protocol, seed=7
+    w = dbgym.Workload.benchmark(
+        "pgbench",
+        script="select-only",
+        clients=CLIENTS,
+        transactions=per_client,
+        protocol=protocol,
+        seed=7,
     )
     rounds = Rounds()
 
@@ -112,9 +117,9 @@ def test_replay_throughput_vs_pgbench(
             rounds.prepared.append(pgbench_tps(instance, "prepared"))
 
     def run() -> None:
-        r = dbgym.replay(trace, instance.dsn, speed=None, progress=False)
+        r = dbgym.replay(w, instance.dsn, speed=None, progress=False)
         s = r.summary()
-        assert s.errors == 0 and s.statements == len(trace)
+        assert s.errors == 0 and s.statements == len(w)
         rounds.replay.append(s.throughput)
 
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)  # type: ignore[no-untyped-call]
@@ -136,13 +141,19 @@ def test_replay_lag_at_original_rate(
     benchmark: BenchmarkFixture, instance: dbgym.PostgresInstance
 ) -> None:
     rate = 1000.0  # statements/s over 4 sessions: a fraction of what the server sustains
-    trace = pgbench.trace(
-        script="select-only", clients=4, transactions=750, protocol="extended", rate=rate, seed=3
+    w = dbgym.Workload.benchmark(
+        "pgbench",
+        script="select-only",
+        clients=4,
+        transactions=750,
+        protocol="extended",
+        rate=rate,
+        seed=3,
     )
     lags: list[float] = []
 
     def run() -> None:
-        r = dbgym.replay(trace, instance.dsn, speed=1.0, progress=False)
+        r = dbgym.replay(w, instance.dsn, speed=1.0, progress=False)
         s = r.summary()
         assert s.errors == 0 and s.lag is not None
         lags.append(s.lag.p99_ms)

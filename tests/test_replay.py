@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -301,3 +302,34 @@ def test_bad_input_is_a_clear_error(server: dbgym.PostgresInstance) -> None:
         dbgym.replay(trace, 5432)  # type: ignore[arg-type]
     with pytest.raises(WorkloadError, match="sql has 1"):
         _core.trace_from_statements(["a", "b"], [0], ["SELECT 1"])
+
+
+def test_replays_a_workload_on_an_instance_with_progress(
+    server: dbgym.PostgresInstance, tmp_path: Path
+) -> None:
+    (tmp_path / "q.sql").write_text("SELECT 1; SELECT 2; SELECT 3;")
+    w = dbgym.Workload.from_sql(tmp_path / "q.sql")
+    r = dbgym.replay(w, server, speed=None, progress=True)
+    assert len(r) == len(w) == 3 and r.ok.all()
+
+
+def test_timed_replay_through_a_limited_pool(server: dbgym.PostgresInstance) -> None:
+    rows: list[Row] = [
+        (f"s{s}", 20_000 * s + 100_000 * i, "SELECT $1::int", [str(i)])
+        for i in range(4)
+        for s in range(4)
+    ]
+    r = dbgym.replay(make_trace(rows), server.dsn, speed=1.0, concurrency=2)
+    assert r.ok.all()
+    assert set(np.unique(r.connection).tolist()) <= {0, 1}
+    s = r.summary()
+    assert s.lag is not None and s.lag.max_ms < 20, s
+    starts_ms = np.sort(r.start_ns) / 1e6
+    assert starts_ms[-1] - starts_ms[0] == pytest.approx(360, abs=20)
+
+
+def test_empty_trace(server: dbgym.PostgresInstance) -> None:
+    r = dbgym.replay(_core.trace_from_statements([], [], []), server.dsn, speed=None)
+    assert len(r) == 0 and r.executed == 0
+    s = r.summary()
+    assert s.statements == 0 and s.errors == 0 and s.latency_by_template == {}
