@@ -154,9 +154,9 @@ def test_clean_removes_unregistered_container_of_dead_owner(client: Any) -> None
         with dbgym.PostgresInstance.launch(backend="docker") as mine:
             # forget the dead owner's registry entry: only the labels are left to go by
             registry.remove_entry(info["id"])
-            assert client.containers.get(info["container"]).status == "running"
-            removed = DockerBackend.find_unregistered_leftovers()
-            assert any(info["workdir"] in line for line in removed), removed
+            DockerBackend.find_unregistered_leftovers()
+            # (another test session on this engine may have run `dbgym clean` first, by
+            # the same rule; either way the dead owner's container must be gone now)
             with pytest.raises(docker.errors.NotFound):
                 client.containers.get(info["container"])
             assert container_of(mine).status == "running"
