@@ -1,4 +1,4 @@
-"""CLI commands for workloads: `dbgym workload inspect|replay`."""
+"""CLI commands for workloads: `dbgym workload inspect|replay|state`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from dbgym.workload.replay_cli import register_replay
+from dbgym.workload.state_cli import register_state
 
 workload_app = typer.Typer(
     name="workload", help="Workloads: inspect logs and SQL, replay them.", no_args_is_help=True
@@ -18,6 +19,7 @@ def register(app: typer.Typer) -> None:
     """Attach this module's commands to the top-level `dbgym` app."""
     _register_inspect(workload_app)
     register_replay(workload_app)
+    register_state(workload_app)
     app.add_typer(workload_app)
 
 

@@ -89,6 +89,15 @@ class StateCache:
             return None
         return Entry(path, meta) if isinstance(meta, dict) else None
 
+    def entries(self) -> list[Entry]:
+        """Every complete entry, by key."""
+        if not self.root.is_dir():
+            return []
+        found = (
+            self.get(p.name) for p in sorted(self.root.iterdir()) if not p.name.startswith(".")
+        )
+        return [e for e in found if e is not None]
+
     def find(self, name: str, params: dict[str, Any]) -> list[Entry]:
         """Entries of `name` with `params` for any server version, newest version first."""
         prefix = f"{name}-{params_hash(params)}-pg"
