@@ -63,6 +63,7 @@ class PostgresInstance:
         self.datadir = workdir / "data"
         self._created_workdir = created_workdir
         self.id = uuid.uuid4().hex[:12]
+        self._created_at = time.time()
         self.port = 0
         self._port_fixed = False
         self._user = SUPERUSER
@@ -167,7 +168,7 @@ class PostgresInstance:
             "created_workdir": self._created_workdir,
             "owned_paths": _OWNED_PATHS,
             "port": self.port,
-            "created": time.time(),
+            "created": self._created_at,
             **registry.owner_identity(),
         }
         entry.update(self._backend.registry_fields())
