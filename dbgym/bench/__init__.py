@@ -1,1 +1,0 @@
-"""`dbgym bench`: runtime comparisons."""

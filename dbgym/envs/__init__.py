@@ -1,1 +1,0 @@
-"""Gymnasium environments and their registration."""

@@ -1,1 +1,0 @@
-"""Model interface, load_model registry, baseline and learned models."""

@@ -1,1 +1,0 @@
-"""Project folder: SQLite store of simulations, status history, API calls; training data."""
