@@ -12,6 +12,7 @@
 //! errors onto the exception classes of `dbgym.errors`.
 
 pub mod blocksync;
+pub mod calendar;
 pub mod featurize;
 pub mod replay;
 pub mod tpch;

@@ -182,6 +182,22 @@ class Backend(abc.ABC):
         """Say whether this backend is usable on this machine, and why not."""
 
 
+def initdb_options(datadir: Path, superuser: str, pwfile: Path) -> list[str]:
+    """initdb's arguments after the program name, the same for every backend."""
+    return [
+        "-D",
+        str(datadir),
+        "-U",
+        superuser,
+        f"--pwfile={pwfile}",
+        "--auth=scram-sha-256",
+        "--encoding=UTF8",
+        "--locale=C",
+        "--no-sync",
+        "--no-instructions",
+    ]
+
+
 def backend_class(name: str) -> type[Backend]:
     """The Backend class registered under `name` (raises BackendUnavailableError)."""
     target = BACKENDS.get(name)

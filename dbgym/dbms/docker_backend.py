@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from dbgym.dbms import procs
-from dbgym.dbms.backend import Backend, BackendOptions, DoctorReport, StopMode
+from dbgym.dbms.backend import (
+    Backend,
+    BackendOptions,
+    DoctorReport,
+    StopMode,
+    initdb_options,
+)
 from dbgym.dbms.docker_image import ImageInfo, image_info
 from dbgym.dbms.images import DEFAULT_IMAGE
 from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
@@ -229,19 +235,7 @@ class DockerBackend(Backend):
         """Create the instance's container (port chosen here, see `planned_port`) and run
         initdb in it."""
         self._ensure_container(datadir, None)
-        cmd = [
-            "initdb",
-            "-D",
-            str(datadir),
-            "-U",
-            superuser,
-            f"--pwfile={pwfile}",
-            "--auth=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-            "--no-instructions",
-        ]
+        cmd = ["initdb", *initdb_options(datadir, superuser, pwfile)]
         result = self._container.exec_run(
             cmd,
             user=f"{self.uid}:{self.gid}",

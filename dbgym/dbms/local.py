@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from dbgym.dbms import procs
-from dbgym.dbms.backend import Backend, BackendOptions, DoctorReport, StopMode
+from dbgym.dbms.backend import (
+    Backend,
+    BackendOptions,
+    DoctorReport,
+    StopMode,
+    initdb_options,
+)
 from dbgym.dbms.binaries import PgBinaries, find_binaries
 from dbgym.errors import BackendUnavailableError, PostgresStartError
 
@@ -143,19 +149,7 @@ class LocalBackend(Backend):
 
     def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
         assert self._workdir is not None, "prepare() first"
-        cmd = [
-            str(self.binaries.tool("initdb")),
-            "-D",
-            str(datadir),
-            "-U",
-            superuser,
-            f"--pwfile={pwfile}",
-            "--auth=scram-sha-256",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-            "--no-instructions",
-        ]
+        cmd = [str(self.binaries.tool("initdb")), *initdb_options(datadir, superuser, pwfile)]
         proc = subprocess.Popen(
             cmd,
             cwd=self._workdir,
