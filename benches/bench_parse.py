@@ -12,8 +12,9 @@ drops, for both sides alike, so the absolute floor is scaled by the baseline's m
 when that is below its reference (seen in CI: baseline 30 MB/s, Rust 207 MB/s, 6.9x).
 
 Parallel: wall time with all cores against threads=1. Near-linear gain needs (a) no duplicated
-work, asserted always (CPU time of the parallel run within 1.5x of the sequential one: chunk
-splits verified, not re-parsed), and (b) cores to run on: when the parallel run actually got
+work, asserted always (CPU time of the parallel run below 2x the sequential one; two busy
+hyperthreads inflate CPU time, re-parsing the whole log would be >= 2x; chunk splits are
+verified, not re-parsed), and (b) cores to run on: when the parallel run actually got
 them (CPU/wall >= 1.8), the wall-time speedup must be >= 1.5x. Figures are printed and stored
 in the benchmark's extra_info either way.
 """
@@ -176,6 +177,6 @@ def test_parse_csvlog_parallel_speedup(benchmark: Any, csvlog: tuple[Path, int])
         f"-> speedup {speedup:.2f}x; cores used {cores_used:.2f}; CPU work ratio "
         f"{work_ratio:.2f}; load average {load:.1f}"
     )
-    assert work_ratio <= 1.5, f"parallel parsing did {work_ratio:.2f}x the sequential CPU work"
+    assert work_ratio < 2.0, f"parallel parsing did {work_ratio:.2f}x the sequential CPU work"
     if cores_used >= 1.8:
         assert speedup >= 1.5, f"speedup {speedup:.2f}x with {cores_used:.2f} cores busy"
