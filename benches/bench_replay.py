@@ -7,11 +7,9 @@
    prepares each statement once per connection, so for the extended protocol
    `pgbench -M prepared` is reported too (not asserted).
 2. Timing: at the original rate (speed=1.0) of a trace the server can sustain (Poisson
-   arrivals), the p99 schedule lag (start - deadline) is <= 1 ms. `pgbench -R` at the same
-   rate, in the same run, measures what the machine allows: when even pgbench's own p99
-   schedule lag is above 1 ms (a machine shared with other CPU-heavy work: the server answers
-   late and clients are scheduled late), the replay's p99 must not exceed pgbench's instead.
-   Rounds alternate replay and pgbench; the best round of each is compared.
+   arrivals), the p99 schedule lag (start - deadline) is <= 1 ms: the median over rounds of
+   each round's p99. `pgbench -R` at the same rate, in the same run, is printed beside it as
+   what the machine allows (its own p99 schedule lag); rounds alternate replay and pgbench.
 """
 
 from __future__ import annotations
@@ -164,10 +162,11 @@ def test_replay_lag_at_original_rate(
     def setup() -> None:
         references.append(pgbench_p99_lag_ms(instance, rate, 4))
 
-    benchmark.pedantic(run, setup=setup, rounds=4, iterations=1)  # type: ignore[no-untyped-call]
-    # Best round of each: the least disturbed by other work on the machine.
-    ours, theirs = min(lags), min(references)
+    benchmark.pedantic(run, setup=setup, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
+    ours, theirs = statistics.median(lags), statistics.median(references)
     benchmark.extra_info.update(p99_lag_ms=lags, pgbench_rate_p99_lag_ms=references)
-    print(f"\np99 schedule lag at {rate:.0f}/s: replay {lags} ms, pgbench -R {references} ms")
-    bar = max(1.0, theirs)
-    assert ours <= bar, f"replay p99 lag {lags} ms; pgbench -R p99 lag {references} ms"
+    print(
+        f"\np99 schedule lag at {rate:.0f}/s, median of rounds: replay {ours:.3f} ms {lags}, "
+        f"pgbench -R {theirs:.3f} ms {references}"
+    )
+    assert ours <= 1.0, f"replay p99 lag {lags} ms; pgbench -R p99 lag {references} ms"

@@ -62,7 +62,7 @@ pub struct LogOptions {
     pub log_line_prefix: Option<String>,
     /// Skip (and count) malformed lines instead of failing.
     pub lenient: bool,
-    /// Worker threads; 0 = rayon's default (all cores), 1 = no thread pool at all.
+    /// Worker threads; 0 = all cores, 1 = the calling thread only (no pool, no reader thread).
     pub threads: usize,
     /// Bytes read per block and worker.
     pub block_per_thread: usize,
@@ -75,7 +75,7 @@ impl Default for LogOptions {
             log_line_prefix: None,
             lenient: false,
             threads: 0,
-            block_per_thread: 16 << 20,
+            block_per_thread: 4 << 20,
         }
     }
 }
@@ -239,69 +239,62 @@ pub fn parse_log(
     let mut merger = Merger::new();
     let mut pending: Vec<ChunkBuilder> = Vec::new();
     let mut base: u64 = 0;
-    // Double buffering: while the pool parses `cur[start..]`, a reader thread fills the next
-    // buffer after a gap where the current block's unfinished last record is put, so a block
-    // is never copied. Memory: two buffers of one block (+ gap) each.
+    // Double buffering: while block `cur[start..]` is parsed, the next one is read into the
+    // other buffer after a gap where the current block's unfinished last record is put, so a
+    // block is never copied. Memory: two buffers of one block (+ gap) each. With a pool, the
+    // read and the previous block's merge are one more task beside the chunk tasks on the
+    // same threads (no extra thread competing for the cores); with one thread, everything
+    // runs in turn on the caller's thread.
     let gap = GAP.min(block);
     let mut cur = buf;
     let mut start = 0usize;
-    let mut spare: Vec<u8> = Vec::new();
-    let mut file = Some(file);
+    let mut next: Vec<u8> = Vec::new();
     loop {
-        let reader = if eof {
-            None
-        } else {
-            let mut next = std::mem::take(&mut spare);
+        let read_next = !eof;
+        if read_next {
             next.clear();
             next.resize(gap, 0);
-            let mut f = file.take().ok_or_else(|| TraceError::Source {
-                path: path.to_path_buf(),
-                message: "internal: reader lost its file".into(),
-            })?;
-            let p = path.to_path_buf();
             next_block = (next_block * 2).min(block);
-            let want = gap + next_block;
-            Some(std::thread::spawn(move || {
-                let r = read_more(&p, &mut f, &mut next, want);
-                (f, next, r)
-            }))
-        };
+        }
+        let want = gap + next_block;
         let data = &cur[start..];
-        // Merge the previous block's chunks while this block is parsed.
         let fmt_ref = fmt.as_ref();
-        let merge_prev = |merger: &mut Merger, pending: &mut Vec<ChunkBuilder>| {
+        let merge_and_read = |merger: &mut Merger,
+                              pending: &mut Vec<ChunkBuilder>,
+                              file: &mut File,
+                              next: &mut Vec<u8>| {
             for b in pending.drain(..) {
                 merger.merge(b);
             }
-        };
-        let parsed = match &pool {
-            Some(pool) => {
-                pool.install(|| {
-                    rayon::join(
-                        || merge_prev(&mut merger, &mut pending),
-                        || parse_and_verify(fmt_ref, data, base, eof, opts.lenient, Some(threads)),
-                    )
-                })
-                .1
+            if read_next {
+                read_more(path, file, next, want)
+            } else {
+                Ok(true)
             }
+        };
+        let (read, parsed) = match &pool {
+            Some(pool) => pool.install(|| {
+                rayon::join(
+                    || merge_and_read(&mut merger, &mut pending, &mut file, &mut next),
+                    || parse_and_verify(fmt_ref, data, base, eof, opts.lenient, Some(threads)),
+                )
+            }),
             None => {
-                merge_prev(&mut merger, &mut pending);
-                parse_and_verify(fmt_ref, data, base, eof, opts.lenient, None)
+                let parsed = parse_and_verify(fmt_ref, data, base, eof, opts.lenient, None);
+                let read = merge_and_read(&mut merger, &mut pending, &mut file, &mut next);
+                (read, parsed)
             }
         };
         let (builders, consumed) = parsed.map_err(|e| to_error(path, e))?;
         pending = builders;
         base += consumed as u64;
-        let Some(reader) = reader else { break };
+        if !read_next {
+            break;
+        }
+        eof = read?;
         if !progress(base, total) {
             return Err(TraceError::Cancelled);
         }
-        let (f, mut next, r) = reader.join().map_err(|_| TraceError::Source {
-            path: path.to_path_buf(),
-            message: "the file reader thread failed".into(),
-        })?;
-        file = Some(f);
-        eof = r?;
         let mut carry = &data[consumed..];
         if carry.len() > MAX_RECORD {
             let e = RawError::new(
@@ -330,7 +323,7 @@ pub fn parse_log(
             next = joined;
             start = 0;
         }
-        spare = std::mem::replace(&mut cur, next);
+        std::mem::swap(&mut cur, &mut next);
     }
     for b in pending.drain(..) {
         merger.merge(b);
@@ -368,8 +361,8 @@ fn parse_and_verify(
     let results: Vec<ChunkResult> = match parallel {
         None => vec![parse_chunk(fmt, buf, base, 0, buf.len(), eof, lenient)],
         Some(threads) => {
-            // Small chunks (about 1 MiB) so work stealing evens out the end of each block.
-            let n = (buf.len() >> 20).max(threads * 2);
+            // Small chunks (about 512 KiB) so work stealing evens out the end of each block.
+            let n = (buf.len() >> 19).max(threads * 2);
             let step = buf.len() / n;
             let mut bounds = vec![0usize];
             for k in 1..n {
