@@ -265,8 +265,8 @@ def replay(
     template_settings: {template_id: {"enable_hashjoin": "off"}}, applied with SET LOCAL
         to that template's statements only.
     progress: show a progress bar (default: when stderr is a terminal).
-    threads: tokio worker threads (default: one per connection, at most max(8, cores);
-        1 = a single-threaded runtime).
+    threads: connection threads, each with its own single-threaded runtime, connections
+        dealt out round-robin (default: one per connection, at most max(8, cores)).
 
     Ctrl-C cancels the statements in flight, closes the connections and re-raises.
     """

@@ -3,14 +3,19 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
-use tokio::task::JoinHandle;
+use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::{to_sql_checked, Format, IsNull, ToSql, Type};
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement as PgStatement};
+use tokio_postgres::{
+    Client, Config, Connection, NoTls, SimpleQueryMessage, Socket, Statement as PgStatement,
+};
 
 use super::cancel::{InFlight, Registry};
 use super::options::Settings;
@@ -84,8 +89,9 @@ pub struct Conn {
     pub in_txn: bool,
     /// The connection is gone; the next statement needs a new one.
     pub broken: bool,
-    /// The task polling the connection's I/O; it ends after the client is dropped.
-    driver: Option<JoinHandle<()>>,
+    /// The connection's I/O, polled by the task that runs the statements (no second task
+    /// and no cross-task wake-up per message); `None` once it has ended.
+    io: Option<Pin<Box<Connection<Socket, NoTlsStream>>>>,
     flight: Arc<InFlight>,
     _registered: Registered,
 }
@@ -118,11 +124,7 @@ pub async fn connect(
         cache: HashMap::new(),
         in_txn: false,
         broken: false,
-        // The connection runs in a task of its own: measured against polling it inside the
-        // session's task, this gives more throughput for less CPU on a multi-thread runtime.
-        driver: Some(tokio::spawn(async move {
-            let _ = connection.await;
-        })),
+        io: Some(Box::pin(connection)),
         flight,
         _registered: Registered {
             registry: registry.clone(),
@@ -137,25 +139,46 @@ pub async fn connect(
     Ok(conn)
 }
 
+/// Runs a client request `f` while polling the connection's I/O in the same task. When the
+/// connection ends (closed or broken), `f` is still polled: the client then fails it.
+async fn drive<T>(
+    io: &mut Option<Pin<Box<Connection<Socket, NoTlsStream>>>>,
+    f: impl Future<Output = T>,
+) -> T {
+    let mut f = std::pin::pin!(f);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(v) = f.as_mut().poll(cx) {
+            return Poll::Ready(v);
+        }
+        if let Some(c) = io.as_mut() {
+            if c.as_mut().poll(cx).is_ready() {
+                *io = None;
+            }
+        }
+        f.as_mut().poll(cx)
+    })
+    .await
+}
+
 impl Conn {
     /// `batch_execute` (simple protocol, rows ignored).
     pub async fn batch(&mut self, sql: &str) -> Result<(), tokio_postgres::Error> {
-        self.client.batch_execute(sql).await
+        drive(&mut self.io, self.client.batch_execute(sql)).await
     }
 
     async fn simple(
         &mut self,
         sql: &str,
     ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
-        self.client.simple_query(sql).await
+        drive(&mut self.io, self.client.simple_query(sql)).await
     }
 
-    /// Closes the connection: the driver sends Terminate once the client is gone.
+    /// Closes the connection: with the client gone, the I/O sends Terminate and ends.
     pub async fn close(self) {
-        let Conn { client, driver, .. } = self;
+        let Conn { client, io, .. } = self;
         drop(client);
-        if let Some(d) = driver {
-            let _ = tokio::time::timeout(Duration::from_secs(1), d).await;
+        if let Some(io) = io {
+            let _ = tokio::time::timeout(Duration::from_secs(1), io).await;
         }
     }
 
@@ -178,13 +201,15 @@ impl Conn {
         let stmt = match self.cache.get(&st.sql) {
             Some(s) => s.clone(),
             None => {
-                let s = self.client.prepare(&st.sql).await?;
+                let s = drive(&mut self.io, self.client.prepare(&st.sql)).await?;
                 self.cache.insert(st.sql.clone(), s.clone());
                 s
             }
         };
         let params = st.params.iter().map(|p| TextParam(p.as_deref()));
-        self.client.execute_raw(&stmt, params).await.map(|_| ())
+        drive(&mut self.io, self.client.execute_raw(&stmt, params))
+            .await
+            .map(|_| ())
     }
 
     /// Runs the statement alone, timed. While it runs the connection is marked busy, so a

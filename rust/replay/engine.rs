@@ -15,6 +15,7 @@ use tokio_postgres::Config;
 use super::cancel::{Cancel, Registry};
 use super::conn::{connect, Code, Conn, OK};
 use super::options::{ReplayOptions, Settings};
+use super::shards::Shards;
 use super::timer::{HrTimer, HrTimerHandle};
 use super::{ReplayError, ReplayResult};
 use crate::trace::Trace;
@@ -327,14 +328,23 @@ async fn worker(
     }
 }
 
+/// Opens `n` connections, connection `i` on connection thread `i` (its socket belongs to
+/// that thread's runtime, so the task using it must run there too).
 async fn connect_many(
     cfg: &Config,
     timeout_ms: Option<u64>,
     registry: &Arc<Registry>,
     n: usize,
+    shards: &Shards,
 ) -> Vec<Option<Conn>> {
     stream::iter(0..n)
-        .map(|_| async move { connect(cfg, timeout_ms, registry).await.ok() })
+        .map(|i| {
+            let (cfg, registry) = (cfg.clone(), registry.clone());
+            let opened = shards
+                .handle(i)
+                .spawn(async move { connect(&cfg, timeout_ms, &registry).await.ok() });
+            async move { opened.await.ok().flatten() }
+        })
         .buffered(CONNECT_PARALLELISM)
         .collect()
         .await
@@ -397,6 +407,7 @@ pub async fn run(
     trace: Arc<Trace>,
     cfg: Config,
     opts: ReplayOptions,
+    threads: usize,
     done: Arc<AtomicU64>,
     cancel: Arc<Cancel>,
 ) -> Result<ReplayResult, ReplayError> {
@@ -416,6 +427,9 @@ pub async fn run(
     };
     let timer = HrTimer::start()
         .map_err(|e| ReplayError::Internal(format!("cannot start the timer thread: {e}")))?;
+    let shards = Shards::start(threads).map_err(|e| {
+        ReplayError::Internal(format!("cannot start {threads} connection threads: {e}"))
+    })?;
     let n = trace.statements.len();
     let n_sessions = trace.sessions.len();
     let scheduled_ns = scheduled_offsets(&trace, opts.speed);
@@ -439,7 +453,7 @@ pub async fn run(
                 }
             }
             let k = k.min(remaining.max(1));
-            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, k).await;
+            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, k, &shards).await;
             pool_state = Some(PoolState { heap, remaining });
         }
         None => {
@@ -452,7 +466,8 @@ pub async fn run(
             }
             late_sessions.sort_unstable();
             let n_early = early_sessions.len();
-            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, n_early).await;
+            initial =
+                connect_many(&cfg, opts.statement_timeout_ms, &registry, n_early, &shards).await;
         }
     }
 
@@ -479,31 +494,29 @@ pub async fn run(
                 notify: Notify::new(),
             });
             for (slot, conn) in initial.into_iter().enumerate() {
-                tasks.spawn(worker(
-                    ctx.clone(),
-                    pool.clone(),
-                    slot as i32,
-                    conn,
-                    tx.clone(),
-                ));
+                let task = worker(ctx.clone(), pool.clone(), slot as i32, conn, tx.clone());
+                tasks.spawn_on(task, shards.handle(slot));
             }
         }
         None => {
-            for (s, conn) in early_sessions.into_iter().zip(initial) {
-                tasks.spawn(session_task(ctx.clone(), s, conn, tx.clone()));
+            let n_early = early_sessions.len();
+            for (i, (s, conn)) in early_sessions.into_iter().zip(initial).enumerate() {
+                let task = session_task(ctx.clone(), s, conn, tx.clone());
+                tasks.spawn_on(task, shards.handle(i));
             }
             if !late_sessions.is_empty() {
                 // The spawner starts each later session shortly before its first statement,
                 // so connections are not all opened up front.
-                let (ctx2, tx2) = (ctx.clone(), tx.clone());
+                let (ctx2, tx2, handles) = (ctx.clone(), tx.clone(), shards.handles());
                 tasks.spawn(async move {
                     let mut set = JoinSet::new();
-                    for (key, s) in late_sessions {
+                    for (k, (key, s)) in late_sessions.into_iter().enumerate() {
                         let at = ctx2.base + Duration::from_nanos((key - ahead).max(0) as u64);
                         if !ctx2.sleep_until(at).await {
                             break;
                         }
-                        set.spawn(session_task(ctx2.clone(), s, None, tx2.clone()));
+                        let task = session_task(ctx2.clone(), s, None, tx2.clone());
+                        set.spawn_on(task, &handles[(n_early + k) % handles.len()]);
                         while set.try_join_next().is_some() {}
                     }
                     drop(tx2);
@@ -541,6 +554,7 @@ pub async fn run(
     canceller.abort();
     res.cancelled = ctx.cancel.is_cancelled();
     drop(ctx);
+    drop(shards);
     drop(timer);
     Ok(res)
 }

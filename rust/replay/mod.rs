@@ -17,6 +17,7 @@ mod cancel;
 mod conn;
 mod engine;
 mod options;
+mod shards;
 mod timer;
 mod txn;
 
@@ -176,7 +177,7 @@ fn check_trace(trace: &Trace) -> Result<(), ReplayError> {
     Ok(())
 }
 
-/// Worker threads when not given: one per connection (like `pgbench -j` = clients), at
+/// Connection threads when not given: one per connection (like `pgbench -j` = clients), at
 /// least the machine's parallelism when there are that many connections, at most
 /// [`MAX_DEFAULT_THREADS`].
 fn default_threads(concurrency: Option<usize>, sessions: usize) -> usize {
@@ -203,15 +204,9 @@ pub fn start(
     let threads = opts
         .threads
         .unwrap_or_else(|| default_threads(opts.concurrency, trace.sessions.len()));
-    // One thread: a current-thread runtime (no cross-thread wake-ups at all); more: a
-    // multi-thread runtime with that many workers.
-    let mut builder = if threads == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut b = tokio::runtime::Builder::new_multi_thread();
-        b.worker_threads(threads);
-        b
-    };
+    // The collector and the timer's wake-ups run on this current-thread runtime; the
+    // connections run on `threads` connection threads of their own (shards.rs).
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let rt = builder
         .thread_name("dbgym-replay")
         .enable_all()
@@ -225,7 +220,7 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("dbgym-replay-main".into())
         .spawn(move || {
-            let r = rt.block_on(engine::run(trace, cfg, opts, d, c));
+            let r = rt.block_on(engine::run(trace, cfg, opts, threads, d, c));
             rt.shutdown_timeout(Duration::from_secs(2));
             let _ = tx.send(r);
         })

@@ -18,7 +18,8 @@ pub struct ReplayOptions {
     pub statement_timeout_ms: Option<u64>,
     /// Per-template settings, applied with `SET LOCAL` around that template's statements.
     pub template_settings: HashMap<u32, Vec<(String, String)>>,
-    /// Tokio worker threads (default: the machine's parallelism).
+    /// Connection threads, each with its own runtime (default: one per connection, at
+    /// most max(8, cores)).
     pub threads: Option<usize>,
 }
 
