@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
 from dbgym.workload.replay_cli import register_replay
 from dbgym.workload.state_cli import register_state
 
@@ -28,14 +29,10 @@ def _register_inspect(group: typer.Typer) -> None:
     @group.command("inspect")
     def inspect_cmd(
         source: Annotated[Path, typer.Argument(help="A server log, a .sql file or a directory")],
-        format: Annotated[
-            str | None, typer.Option(help="stderr | csvlog | jsonlog (default: detected)")
-        ] = None,
-        log_line_prefix: Annotated[
-            str | None, typer.Option(help="The server's log_line_prefix (stderr logs)")
-        ] = None,
-        lenient: Annotated[bool, typer.Option(help="Skip and count malformed lines")] = False,
-        top: Annotated[int, typer.Option(help="How many templates to list")] = 10,
+        format: LogFormat = None,
+        log_line_prefix: LogLinePrefix = None,
+        lenient: Lenient = False,
+        top: Top = 10,
     ) -> None:
         """Counts, sessions and the most frequent templates of a workload source."""
         from dbgym.errors import DbgymError

@@ -12,6 +12,7 @@ import typer
 
 from dbgym import _core
 from dbgym.errors import WorkloadError
+from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
 from dbgym.workload.replay import ReplayResult, replay
 
 
@@ -112,14 +113,10 @@ def register_replay(group: typer.Typer) -> None:
             list[str] | None,
             typer.Option(help="TEMPLATE_ID:NAME=VALUE, SET LOCAL for that template (repeatable)"),
         ] = None,
-        format: Annotated[
-            str | None, typer.Option(help="stderr | csvlog | jsonlog (default: detected)")
-        ] = None,
-        log_line_prefix: Annotated[
-            str | None, typer.Option(help="The server's log_line_prefix (stderr logs)")
-        ] = None,
-        lenient: Annotated[bool, typer.Option(help="Skip and count malformed lines")] = False,
-        top: Annotated[int, typer.Option(help="How many templates to list")] = 10,
+        format: LogFormat = None,
+        log_line_prefix: LogLinePrefix = None,
+        lenient: Lenient = False,
+        top: Top = 10,
     ) -> None:
         """Replay a workload against a server and print throughput, latency and lag."""
         from dbgym.errors import DbgymError
