@@ -19,7 +19,7 @@ use tokio_postgres::{
 
 use super::cancel::{InFlight, Registry};
 use super::options::Settings;
-use super::txn::{txn_effect, TxnEffect};
+use super::txn::TxnEffect;
 use crate::trace::Statement;
 
 /// A SQLSTATE; all zero bytes = success.
@@ -226,9 +226,14 @@ impl Conn {
         }
     }
 
-    /// Runs one trace statement, with `settings` applied to it alone when given.
-    pub async fn run(&mut self, st: &Statement, settings: Option<&Settings>) -> Timing {
-        let effect = txn_effect(&st.sql);
+    /// Runs one trace statement, with `settings` applied to it alone when given; `effect`
+    /// is what its text does to the transaction block (the same for its whole template).
+    pub async fn run(
+        &mut self,
+        st: &Statement,
+        effect: TxnEffect,
+        settings: Option<&Settings>,
+    ) -> Timing {
         // Transaction-control statements never get settings: wrapping them would change
         // the session's transaction block.
         let settings = settings.filter(|_| effect == TxnEffect::None);

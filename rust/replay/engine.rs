@@ -17,6 +17,7 @@ use super::conn::{connect, Code, Conn, OK};
 use super::options::{ReplayOptions, Settings};
 use super::shards::Shards;
 use super::timer::{HrTimer, HrTimerHandle};
+use super::txn::{txn_effect, TxnEffect};
 use super::{ReplayError, ReplayResult};
 use crate::trace::Trace;
 
@@ -114,6 +115,9 @@ struct Ctx {
     cfg: Config,
     statement_timeout_ms: Option<u64>,
     settings: Vec<Option<Arc<Settings>>>,
+    /// What each template does to the transaction block: its statements differ only in
+    /// constants, so this is read once per template, not once per statement.
+    effects: Vec<TxnEffect>,
     speed: Option<f64>,
     /// Scheduled offset of each statement (ns since `base`).
     scheduled_ns: Vec<i64>,
@@ -181,7 +185,11 @@ impl Ctx {
             .settings
             .get(st.template_id as usize)
             .and_then(|s| s.as_deref());
-        let (start, end, code) = c.run(st, settings).await;
+        let effect = match self.effects.get(st.template_id as usize) {
+            Some(&e) => e,
+            None => txn_effect(&st.sql),
+        };
+        let (start, end, code) = c.run(st, effect, settings).await;
         // A statement interrupted by the replay's own cancellation is not a result.
         if self.cancel.is_cancelled() {
             return false;
@@ -403,6 +411,15 @@ fn scheduled_offsets(trace: &Trace, speed: Option<f64>) -> Vec<i64> {
         .collect()
 }
 
+/// The transaction effect of each template (statements index templates by position).
+fn template_effects(trace: &Trace) -> Vec<TxnEffect> {
+    trace
+        .templates
+        .iter()
+        .map(|t| txn_effect(&t.text))
+        .collect()
+}
+
 pub async fn run(
     trace: Arc<Trace>,
     cfg: Config,
@@ -477,6 +494,7 @@ pub async fn run(
         cfg,
         statement_timeout_ms: opts.statement_timeout_ms,
         settings: opts.settings_table(trace.templates.len()),
+        effects: template_effects(&trace),
         speed: opts.speed,
         scheduled_ns,
         base,
