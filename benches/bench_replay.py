@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 import subprocess
@@ -130,7 +131,7 @@ def test_replay_throughput_vs_pgbench(
     benchmark.pedantic(run, setup=setup, rounds=ROUNDS, iterations=1)  # type: ignore[no-untyped-call]
     setup()  # the run after the last round
     pg, rp = statistics.median(rounds.pgbench), statistics.median(rounds.replay)
-    around = [(a + b) / 2 for a, b in zip(rounds.pgbench, rounds.pgbench[1:])]
+    around = [(a + b) / 2 for a, b in itertools.pairwise(rounds.pgbench)]
     ratios = [r / p for p, r in zip(around, rounds.replay, strict=True)]
     ratio = statistics.median(ratios)
     benchmark.extra_info.update(
