@@ -227,7 +227,7 @@ impl Conn {
     }
 
     /// Runs one trace statement, with `settings` applied to it alone when given; `effect`
-    /// is what its text does to the transaction block (the same for its whole template).
+    /// is what its text does to the transaction block.
     pub async fn run(
         &mut self,
         st: &Statement,

@@ -115,8 +115,7 @@ struct Ctx {
     cfg: Config,
     statement_timeout_ms: Option<u64>,
     settings: Vec<Option<Arc<Settings>>>,
-    /// What each template does to the transaction block: its statements differ only in
-    /// constants, so this is read once per template, not once per statement.
+    /// What each statement does to the transaction block, read before the clock starts.
     effects: Vec<TxnEffect>,
     speed: Option<f64>,
     /// Scheduled offset of each statement (ns since `base`).
@@ -185,11 +184,7 @@ impl Ctx {
             .settings
             .get(st.template_id as usize)
             .and_then(|s| s.as_deref());
-        let effect = match self.effects.get(st.template_id as usize) {
-            Some(&e) => e,
-            None => txn_effect(&st.sql),
-        };
-        let (start, end, code) = c.run(st, effect, settings).await;
+        let (start, end, code) = c.run(st, self.effects[idx as usize], settings).await;
         // A statement interrupted by the replay's own cancellation is not a result.
         if self.cancel.is_cancelled() {
             return false;
@@ -411,12 +406,14 @@ fn scheduled_offsets(trace: &Trace, speed: Option<f64>) -> Vec<i64> {
         .collect()
 }
 
-/// The transaction effect of each template (statements index templates by position).
-fn template_effects(trace: &Trace) -> Vec<TxnEffect> {
+/// The transaction effect of each statement. Read from each statement's own text: a trace
+/// built by hand may give statements of different effect one template id.
+fn statement_effects(trace: &Trace) -> Vec<TxnEffect> {
+    use rayon::prelude::*;
     trace
-        .templates
-        .iter()
-        .map(|t| txn_effect(&t.text))
+        .statements
+        .par_iter()
+        .map(|s| txn_effect(&s.sql))
         .collect()
 }
 
@@ -494,7 +491,7 @@ pub async fn run(
         cfg,
         statement_timeout_ms: opts.statement_timeout_ms,
         settings: opts.settings_table(trace.templates.len()),
-        effects: template_effects(&trace),
+        effects: statement_effects(&trace),
         speed: opts.speed,
         scheduled_ns,
         base,

@@ -226,44 +226,4 @@ mod tests {
         assert_eq!(txn_effect("SELECT 1 /* ; commit */"), TxnEffect::None);
         assert_eq!(txn_effect("select 1 -- ; commit\n; commit"), TxnEffect::End);
     }
-
-    /// The replay reads the effect once per template: a statement's template must have
-    /// the statement's effect.
-    #[test]
-    fn templates_keep_the_effect() {
-        let cases = [
-            "BEGIN",
-            "  begin isolation level serializable;",
-            "START TRANSACTION READ ONLY",
-            "commit",
-            "END;",
-            "PREPARE TRANSACTION 'x'",
-            "ROLLBACK TO SAVEPOINT a",
-            "COMMIT PREPARED 'x'",
-            "SAVEPOINT a",
-            "SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
-            "SELECT begin FROM t",
-            "/* c */ -- x\n BEGIN",
-            "BEGIN; UPDATE t SET a = 1",
-            "BEGIN; UPDATE t SET a = -1; COMMIT;",
-            "SELECT ';begin'; SELECT 2",
-            "SELECT \"a;\" FROM t; begin",
-            "SELECT E'\\';commit'; SELECT 1",
-            "DO $f$ BEGIN PERFORM 1; END $f$; SELECT $1",
-            "SELECT $$;commit$$",
-            "SELECT 1 /* ; commit */",
-            "select 1 -- ; commit\n; commit",
-            "UPDATE t SET a = 'x' WHERE b IN (1, 2); ABORT",
-        ];
-        let mut t = crate::trace::templatize::Templatizer::new();
-        for sql in cases {
-            t.run(sql, false);
-            assert_eq!(
-                txn_effect(&t.text),
-                txn_effect(sql),
-                "{sql:?} -> {:?}",
-                t.text
-            );
-        }
-    }
 }
