@@ -14,8 +14,13 @@
 //!   when it follows an identifier (function call), so `count(*)` and `count ( * )` agree.
 //! - trailing `;` are dropped (`begin;` = `begin`).
 //! - `NULL`, `TRUE`, `FALSE` are constants too (a client-side binding writes them for parameter
-//!   values), except after `IS` / `IS NOT`. `IN (1, 2)` and `IN (1, 2, 3)` are different
-//!   templates (lists are not collapsed).
+//!   values), except after `IS` / `IS NOT`.
+//! - a list of constants only, after `IN` or `ARRAY`, is squashed to one placeholder, as
+//!   pg_stat_statements does from PostgreSQL 18: `x IN (1, 2)`, `x IN (7)` and `x IN ($1, $2,
+//!   $3)` all become `x in ($1 /*, ... */)`, `ARRAY[1, 2]` becomes `array[$1 /*, ... */]`.
+//!   Every constant of the list is still reported, so placeholder `$k` is the k-th constant
+//!   only up to the first squashed list. Lists holding anything else (`IN (1, x)`,
+//!   `IN ('a'::text)`, subqueries) and `VALUES` rows are left as they are.
 //!
 //! Never fails: whatever the bytes, it produces some template (unterminated quotes take the rest).
 
@@ -200,6 +205,23 @@ struct Emitter<'o> {
     out: &'o mut Vec<u8>,
     prev: Prev,
     placeholders: u32,
+    /// Bracket nesting depth.
+    depth: u32,
+    /// Open `IN (` / `ARRAY[` lists that may be squashed, innermost last.
+    lists: [OpenList; MAX_LISTS],
+    n_lists: usize,
+}
+
+/// Nested squashable lists tracked at once; deeper ones are left as they are.
+const MAX_LISTS: usize = 8;
+
+#[derive(Clone, Copy, Default)]
+struct OpenList {
+    depth: u32,
+    /// Position in the output just after the bracket.
+    start: usize,
+    /// Placeholders emitted before the list.
+    before: u32,
 }
 
 impl Emitter<'_> {
@@ -209,6 +231,71 @@ impl Emitter<'_> {
             return;
         }
         self.out.push(b' ');
+    }
+
+    /// Whether the output ends with the keyword `w` (not part of a longer or qualified name).
+    fn ends_with_word(&self, w: &[u8]) -> bool {
+        let o = &self.out;
+        o.ends_with(w)
+            && (o.len() == w.len() || {
+                let before = o[o.len() - w.len() - 1];
+                !is(before, IDENT_CONT) && before != b'.' && before != b'"'
+            })
+    }
+
+    fn open(&mut self, c: u8) {
+        // `a[`, `f(` and `t1(` glue; `in (`, `values (`, `) (` keep their space.
+        let glue = c == b'[' || self.prev == Prev::Ident;
+        let list = if c == b'(' {
+            self.prev == Prev::Keyword && self.ends_with_word(b"in")
+        } else {
+            matches!(self.prev, Prev::Ident | Prev::Keyword) && self.ends_with_word(b"array")
+        };
+        self.space_before(glue);
+        self.out.push(c);
+        self.prev = Prev::Open;
+        self.depth += 1;
+        if list && self.n_lists < MAX_LISTS {
+            self.lists[self.n_lists] = OpenList {
+                depth: self.depth,
+                start: self.out.len(),
+                before: self.placeholders,
+            };
+            self.n_lists += 1;
+        }
+    }
+
+    fn close(&mut self, c: u8) {
+        if self.n_lists > 0 && self.lists[self.n_lists - 1].depth == self.depth {
+            self.n_lists -= 1;
+            let l = self.lists[self.n_lists];
+            self.squash(l);
+        }
+        self.depth = self.depth.saturating_sub(1);
+        self.space_before(true);
+        self.out.push(c);
+        self.prev = Prev::Operand;
+    }
+
+    /// Replaces the list's `$a, $b, ...` by `$a /*, ... */` if it holds placeholders only.
+    fn squash(&mut self, l: OpenList) {
+        let items = self.placeholders - l.before;
+        let body = &self.out[l.start..];
+        let dollars = body.iter().filter(|&&b| b == b'$').count();
+        let only_placeholders = items > 0
+            && dollars == items as usize
+            && body.first() == Some(&b'$')
+            && body
+                .iter()
+                .all(|&b| b.is_ascii_digit() || matches!(b, b'$' | b',' | b' '));
+        if !only_placeholders {
+            return;
+        }
+        self.out.truncate(l.start);
+        self.placeholders = l.before;
+        self.prev = Prev::Open;
+        self.placeholder();
+        self.out.extend_from_slice(b" /*, ... */");
     }
 
     fn placeholder(&mut self) {
@@ -358,6 +445,9 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
         out,
         prev: Prev::Start,
         placeholders: 0,
+        depth: 0,
+        lists: [OpenList::default(); MAX_LISTS],
+        n_lists: 0,
     };
     let mut push_const = |r: Range<usize>, e: &mut Emitter<'_>| {
         if let Some(c) = consts.as_deref_mut() {
@@ -494,17 +584,11 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                 }
             }
             b'(' | b'[' => {
-                // `a[`, `f(` and `t1(` glue; `in (`, `values (`, `) (` keep their space.
-                let glue = c == b'[' || e.prev == Prev::Ident;
-                e.space_before(glue);
-                e.out.push(c);
-                e.prev = Prev::Open;
+                e.open(c);
                 i += 1;
             }
             b')' | b']' => {
-                e.space_before(true);
-                e.out.push(c);
-                e.prev = Prev::Operand;
+                e.close(c);
                 i += 1;
             }
             b',' => {

@@ -88,7 +88,7 @@ fn different_structure_different_template() {
     );
     assert_ne!(
         t("select a from t where x in (1, 2)"),
-        t("select a from t where x in (1, 2, 3)")
+        t("select a from t where x in (1, y)")
     );
     assert_ne!(t("select \"A\" from t"), t("select \"a\" from t"));
 }
@@ -112,8 +112,73 @@ fn whitespace_comments_and_case() {
     );
     assert_eq!(
         t("select * from t where x in (1,2)"),
-        "select * from t where x in ($1, $2)"
+        "select * from t where x in ($1 /*, ... */)"
     );
+}
+
+#[test]
+fn constant_lists_are_squashed() {
+    let squashed = "select a from t where x in ($1 /*, ... */) and y = $2";
+    for sql in [
+        "select a from t where x in (1, 2) and y = 3",
+        "select a from t where x in (1, 2, 3, -4) and y = 3",
+        "SELECT a FROM t WHERE x IN (7) AND y = 'z'",
+        "select a from t where x in ('a', E'b', null, 1.5e3) and y = $3",
+        "select a from t where x in ($1, $2, $3) and y = $4",
+    ] {
+        assert_eq!(t(sql), squashed, "{sql}");
+    }
+    assert_eq!(
+        t("select a from t where x not in (1, 2) or z in (3)"),
+        "select a from t where x not in ($1 /*, ... */) or z in ($2 /*, ... */)"
+    );
+    assert_eq!(
+        t("select a from t where x = any(array[1, 2, 3])"),
+        "select a from t where x = any (array[$1 /*, ... */])"
+    );
+    assert_eq!(
+        t("select array[1] || array[2, 3]"),
+        t("select array[4, 5] || array[6]")
+    );
+    // Not lists of constants only: kept as they are.
+    for (sql, tmpl) in [
+        (
+            "select a from t where x in (1, y)",
+            "select a from t where x in ($1, y)",
+        ),
+        (
+            "select a from t where x in ('a'::text)",
+            "select a from t where x in ($1::text)",
+        ),
+        (
+            "select a from t where x in (select 1)",
+            "select a from t where x in (select $1)",
+        ),
+        (
+            "select a from t where (x, y) in ((1, 2), (3, 4))",
+            "select a from t where (x, y) in (($1, $2), ($3, $4))",
+        ),
+        ("select min(1, 2), a[1, 2]", "select min($1, $2), a[$3, $4]"),
+        (
+            "insert into t values (1, 2), (3, 4)",
+            "insert into t values ($1, $2), ($3, $4)",
+        ),
+        ("select f(in (1, 2)", "select f(in ($1 /*, ... */)"),
+    ] {
+        assert_eq!(t(sql), tmpl, "{sql}");
+    }
+    // Squashing is idempotent: a template templatizes to itself.
+    assert_eq!(t(squashed), squashed);
+}
+
+#[test]
+fn squashed_lists_report_every_constant() {
+    let (text, consts) = templatize("select a from t where x in (1, 2, 3) and y = 'q'");
+    assert_eq!(
+        text,
+        "select a from t where x in ($1 /*, ... */) and y = $2"
+    );
+    assert_eq!(consts, ["1", "2", "3", "'q'"]);
 }
 
 #[test]
