@@ -72,6 +72,7 @@ def replay_start(
     statement_timeout_ms: int | None = None,
     template_settings: dict[int, dict[str, str]] | None = None,
     threads: int | None = None,
+    identity: str = "dsn",
 ) -> ReplayHandle: ...
 def trace_from_statements(
     session_ids: list[str],

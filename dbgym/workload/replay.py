@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +23,7 @@ from dbgym.errors import WorkloadError
 
 SettingValue = str | int | float | bool
 TemplateSettings = Mapping[int, Mapping[str, SettingValue]]
+Identity = Literal["dsn", "logged"]
 
 
 class _HasDsn(Protocol):
@@ -253,6 +254,7 @@ def replay(
     *,
     progress: bool | None = None,
     threads: int | None = None,
+    identity: Identity = "dsn",
 ) -> ReplayResult:
     """Replays `workload` (a dbgym.Workload or dbgym._core.Trace) against a server.
 
@@ -267,6 +269,11 @@ def replay(
     progress: show a progress bar (default: when stderr is a terminal).
     threads: connection threads, each with its own single-threaded runtime, connections
         dealt out round-robin (default: one per connection, at most max(8, cores)).
+    identity: "dsn" = every session logs in with the DSN's user and database; "logged" =
+        each session with its logged user and database (the DSN's where the log has none)
+        and the DSN's password and other settings, so a log spanning several databases
+        replays into each; needs concurrency=None. A login the server refuses is recorded
+        as that session's statements' SQLSTATE (e.g. 3D000, 28P01), and the replay goes on.
 
     Ctrl-C cancels the statements in flight, closes the connections and re-raises.
     """
@@ -284,6 +291,7 @@ def replay(
         statement_timeout_ms=_timeout_ms(statement_timeout),
         template_settings=_settings_arg(template_settings),
         threads=threads,
+        identity=identity,
     )
     show = sys.stderr.isatty() if progress is None else progress
     try:

@@ -13,7 +13,7 @@ import typer
 from dbgym import _core
 from dbgym.errors import WorkloadError
 from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
-from dbgym.workload.replay import ReplayResult, replay
+from dbgym.workload.replay import Identity, ReplayResult, replay
 
 
 def load_trace(
@@ -57,6 +57,7 @@ def replay_source(
     log_line_prefix: str | None = None,
     lenient: bool = False,
     progress: bool | None = None,
+    identity: Identity = "dsn",
 ) -> tuple[_core.Trace, ReplayResult]:
     trace = load_trace(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
     result = replay(
@@ -67,6 +68,7 @@ def replay_source(
         statement_timeout=statement_timeout,
         template_settings=parse_settings(settings or []),
         progress=progress,
+        identity=identity,
     )
     return trace, result
 
@@ -113,6 +115,14 @@ def register_replay(group: typer.Typer) -> None:
             list[str] | None,
             typer.Option(help="TEMPLATE_ID:NAME=VALUE, SET LOCAL for that template (repeatable)"),
         ] = None,
+        logged_identity: Annotated[
+            bool,
+            typer.Option(
+                "--logged-identity",
+                help="Connect each session as its logged user to its logged database "
+                "(with the DSN's password); default: the DSN's user and database",
+            ),
+        ] = False,
         format: LogFormat = None,
         log_line_prefix: LogLinePrefix = None,
         lenient: Lenient = False,
@@ -132,6 +142,7 @@ def register_replay(group: typer.Typer) -> None:
                 format=format,
                 log_line_prefix=log_line_prefix,
                 lenient=lenient,
+                identity="logged" if logged_identity else "dsn",
             )
         except DbgymError as e:
             typer.echo(f"error: {e}", err=True)

@@ -13,7 +13,7 @@ use pyo3::types::PyDict;
 
 use super::errors::dbgym_error;
 use super::trace::PyTrace;
-use crate::replay::{self, ReplayError, ReplayHandle, ReplayOptions};
+use crate::replay::{self, Identity, ReplayError, ReplayHandle, ReplayOptions};
 use crate::trace::{Session, Statement, Template, Trace};
 
 fn workload_error(py: Python<'_>, e: ReplayError) -> PyErr {
@@ -94,7 +94,7 @@ impl PyReplayHandle {
 /// Starts a replay; see dbgym/workload/replay.py for the meaning of the options.
 #[pyfunction]
 #[pyo3(signature = (trace, dsn, *, speed=None, concurrency=None, statement_timeout_ms=None,
-                    template_settings=None, threads=None))]
+                    template_settings=None, threads=None, identity="dsn"))]
 #[allow(clippy::too_many_arguments)]
 fn replay_start(
     py: Python<'_>,
@@ -105,7 +105,20 @@ fn replay_start(
     statement_timeout_ms: Option<u64>,
     template_settings: Option<HashMap<u32, HashMap<String, String>>>,
     threads: Option<usize>,
+    identity: &str,
 ) -> PyResult<PyReplayHandle> {
+    let identity = match identity {
+        "dsn" => Identity::Dsn,
+        "logged" => Identity::Logged,
+        other => {
+            return Err(workload_error(
+                py,
+                ReplayError::InvalidOption(format!(
+                    "identity must be 'dsn' or 'logged', got {other:?}"
+                )),
+            ))
+        }
+    };
     let template_settings = template_settings
         .unwrap_or_default()
         .into_iter()
@@ -121,6 +134,7 @@ fn replay_start(
         statement_timeout_ms,
         template_settings,
         threads,
+        identity,
     };
     let handle =
         replay::start(trace.inner.clone(), dsn, opts).map_err(|e| workload_error(py, e))?;

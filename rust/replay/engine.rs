@@ -14,7 +14,7 @@ use tokio_postgres::Config;
 
 use super::cancel::{Cancel, Registry};
 use super::conn::{connect, Code, Conn, OK};
-use super::options::{ReplayOptions, Settings};
+use super::options::{Identity, ReplayOptions, Settings};
 use super::shards::Shards;
 use super::timer::{HrTimer, HrTimerHandle};
 use super::txn::{txn_effect, TxnEffect};
@@ -113,6 +113,7 @@ impl Out {
 struct Ctx {
     trace: Arc<Trace>,
     cfg: Config,
+    identity: Identity,
     statement_timeout_ms: Option<u64>,
     settings: Vec<Option<Arc<Settings>>>,
     /// What each statement does to the transaction block, read before the clock starts.
@@ -140,8 +141,10 @@ impl Ctx {
         }
     }
 
-    async fn connect(&self) -> Result<Conn, (Code, String)> {
-        connect(&self.cfg, self.statement_timeout_ms, &self.registry).await
+    /// Connects for `session` (its logged login with `Identity::Logged`).
+    async fn connect(&self, session: u32) -> Result<Conn, (Code, String)> {
+        let cfg = session_config(&self.cfg, self.identity, &self.trace, session);
+        connect(&cfg, self.statement_timeout_ms, &self.registry).await
     }
 
     /// Runs statement `idx` on `conn` (connecting if needed) and records it; false if the
@@ -161,7 +164,8 @@ impl Ctx {
         }
         if conn.as_ref().is_none_or(|c| c.broken) {
             *conn = None;
-            match self.connect().await {
+            let session = self.trace.statements[idx as usize].session;
+            match self.connect(session).await {
                 Ok(c) => *conn = Some(c),
                 Err((code, _)) => {
                     let now = Instant::now();
@@ -210,7 +214,7 @@ async fn session_task(
     let mut out = Out::new(tx);
     let mut conn = match conn {
         Some(c) => Some(c),
-        None => ctx.connect().await.ok(),
+        None => ctx.connect(session).await.ok(),
     };
     for &idx in ctx.plan.stmts(session) {
         if !ctx.run_one(&mut conn, idx, session as i32, &mut out).await {
@@ -331,18 +335,34 @@ async fn worker(
     }
 }
 
-/// Opens `n` connections, connection `i` on connection thread `i` (its socket belongs to
-/// that thread's runtime, so the task using it must run there too).
+/// The login of `session`: the DSN's, or with `Identity::Logged` the session's logged user
+/// and database where the log has them.
+fn session_config(cfg: &Config, identity: Identity, trace: &Trace, session: u32) -> Config {
+    let mut cfg = cfg.clone();
+    if identity == Identity::Logged {
+        if let Some(s) = trace.sessions.get(session as usize) {
+            if !s.user.is_empty() {
+                cfg.user(&s.user);
+            }
+            if !s.database.is_empty() {
+                cfg.dbname(&s.database);
+            }
+        }
+    }
+    cfg
+}
+
+/// Opens one connection per config, connection `i` on connection thread `i` (its socket
+/// belongs to that thread's runtime, so the task using it must run there too).
 async fn connect_many(
-    cfg: &Config,
+    cfgs: Vec<Config>,
     timeout_ms: Option<u64>,
     registry: &Arc<Registry>,
-    n: usize,
     shards: &Shards,
 ) -> Vec<Option<Conn>> {
-    stream::iter(0..n)
-        .map(|i| {
-            let (cfg, registry) = (cfg.clone(), registry.clone());
+    stream::iter(cfgs.into_iter().enumerate())
+        .map(|(i, cfg)| {
+            let registry = registry.clone();
             let opened = shards
                 .handle(i)
                 .spawn(async move { connect(&cfg, timeout_ms, &registry).await.ok() });
@@ -467,7 +487,8 @@ pub async fn run(
                 }
             }
             let k = k.min(remaining.max(1));
-            initial = connect_many(&cfg, opts.statement_timeout_ms, &registry, k, &shards).await;
+            let cfgs = vec![cfg.clone(); k];
+            initial = connect_many(cfgs, opts.statement_timeout_ms, &registry, &shards).await;
             pool_state = Some(PoolState { heap, remaining });
         }
         None => {
@@ -479,9 +500,11 @@ pub async fn run(
                 }
             }
             late_sessions.sort_unstable();
-            let n_early = early_sessions.len();
-            initial =
-                connect_many(&cfg, opts.statement_timeout_ms, &registry, n_early, &shards).await;
+            let cfgs = early_sessions
+                .iter()
+                .map(|&s| session_config(&cfg, opts.identity, &trace, s))
+                .collect();
+            initial = connect_many(cfgs, opts.statement_timeout_ms, &registry, &shards).await;
         }
     }
 
@@ -489,6 +512,7 @@ pub async fn run(
     let ctx = Arc::new(Ctx {
         trace: trace.clone(),
         cfg,
+        identity: opts.identity,
         statement_timeout_ms: opts.statement_timeout_ms,
         settings: opts.settings_table(trace.templates.len()),
         effects: statement_effects(&trace),

@@ -28,7 +28,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use conn::{Code, OK};
-pub use options::ReplayOptions;
+pub use options::{Identity, ReplayOptions};
 pub use txn::{txn_effect, TxnEffect};
 
 use crate::trace::Trace;

@@ -21,6 +21,19 @@ pub struct ReplayOptions {
     /// Connection threads, each with its own runtime (default: one per connection, at
     /// most max(8, cores)).
     pub threads: Option<usize>,
+    /// Whose user and database each session's connection logs in with.
+    pub identity: Identity,
+}
+
+/// Whose user and database a replayed session connects as.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Identity {
+    /// The DSN's, for every session.
+    #[default]
+    Dsn,
+    /// The session's logged user and database (the DSN's where the log has none), with the
+    /// DSN's password and other settings. Needs one connection per session.
+    Logged,
 }
 
 /// The settings of one template as ready-to-send SQL.
@@ -74,6 +87,13 @@ impl ReplayOptions {
         if self.concurrency == Some(0) {
             return Err(ReplayError::InvalidOption(
                 "concurrency must be at least 1 (or None: one connection per session)".into(),
+            ));
+        }
+        if self.identity == Identity::Logged && self.concurrency.is_some() {
+            return Err(ReplayError::InvalidOption(
+                "identity='logged' needs one connection per session (concurrency=None): \
+                 multiplexed sessions would share one login"
+                    .into(),
             ));
         }
         if self.threads == Some(0) {
@@ -175,7 +195,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("concurrency"));
+        o.identity = Identity::Logged;
+        o.concurrency = Some(2);
+        let msg = o.validate(1).unwrap_err().to_string();
+        assert!(msg.contains("identity"), "{msg}");
         o.concurrency = None;
+        o.validate(1).unwrap();
         o.template_settings
             .insert(3, vec![("a".into(), "b".into())]);
         let msg = o.validate(2).unwrap_err().to_string();
