@@ -1,20 +1,23 @@
 //! Scheduling: session tasks (one connection per session) or a pool of `k` workers that
-//! take sessions in deadline order, plus the collector that fills the columnar result.
+//! take sessions in deadline order (pool.rs); each task records its statements into the
+//! shared result columns (record.rs).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_postgres::Config;
 
 use super::cancel::{Cancel, Registry};
-use super::conn::{connect, Code, Conn, OK};
+use super::conn::{connect, Code, Conn};
 use super::options::{Identity, ReplayOptions, Settings};
+use super::pool::{Pool, PoolState};
+use super::record::{Columns, Progress, PROGRESS_AGE};
 use super::shards::Shards;
 use super::timer::{HrTimer, HrTimerHandle};
 use super::txn::{txn_effect, TxnEffect};
@@ -26,12 +29,6 @@ use crate::trace::Trace;
 const CONNECT_AHEAD: Duration = Duration::from_millis(250);
 /// Connections opened at once while warming up.
 const CONNECT_PARALLELISM: usize = 16;
-/// Records travel to the collector in batches of at most this many...
-const BATCH: usize = 256;
-/// ... or as soon as the oldest one is this old, or before a task sleeps longer than it.
-const FLUSH_AGE: Duration = Duration::from_millis(20);
-/// Capacity (in batches) of the channel to the collector: when it is full, tasks wait.
-const CHANNEL_CAPACITY: usize = 64;
 
 /// Statement indices grouped by session (CSR), each session's in trace order.
 struct Plan {
@@ -64,53 +61,7 @@ impl Plan {
     }
 }
 
-struct Record {
-    idx: u32,
-    connection: i32,
-    start: Instant,
-    end: Instant,
-    code: Code,
-}
-
-/// A task's outgoing records, sent to the collector in batches.
-struct Out {
-    tx: mpsc::Sender<Vec<Record>>,
-    buf: Vec<Record>,
-    oldest: Instant,
-}
-
-impl Out {
-    fn new(tx: mpsc::Sender<Vec<Record>>) -> Out {
-        Out {
-            tx,
-            buf: Vec::new(),
-            oldest: Instant::now(),
-        }
-    }
-
-    /// false if the collector is gone.
-    async fn push(&mut self, r: Record) -> bool {
-        if self.buf.is_empty() {
-            self.oldest = r.end;
-        }
-        let end = r.end;
-        self.buf.push(r);
-        if self.buf.len() >= BATCH || end.duration_since(self.oldest) >= FLUSH_AGE {
-            return self.flush().await;
-        }
-        true
-    }
-
-    async fn flush(&mut self) -> bool {
-        if self.buf.is_empty() {
-            return true;
-        }
-        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH));
-        self.tx.send(batch).await.is_ok()
-    }
-}
-
-struct Ctx {
+pub(super) struct Ctx {
     trace: Arc<Trace>,
     cfg: Config,
     identity: Identity,
@@ -118,14 +69,16 @@ struct Ctx {
     settings: Vec<Option<Arc<Settings>>>,
     /// What each statement does to the transaction block, read before the clock starts.
     effects: Vec<TxnEffect>,
-    speed: Option<f64>,
+    pub(super) speed: Option<f64>,
     /// Scheduled offset of each statement (ns since `base`).
     scheduled_ns: Vec<i64>,
-    base: Instant,
-    timer: HrTimerHandle,
-    cancel: Arc<Cancel>,
+    pub(super) base: Instant,
+    pub(super) timer: HrTimerHandle,
+    pub(super) cancel: Arc<Cancel>,
     registry: Arc<Registry>,
     plan: Plan,
+    columns: Columns,
+    done: Arc<AtomicU64>,
 }
 
 impl Ctx {
@@ -148,12 +101,18 @@ impl Ctx {
     }
 
     /// Runs statement `idx` on `conn` (connecting if needed) and records it; false if the
-    /// replay is over for this task (cancelled, or the collector is gone).
-    async fn run_one(&self, conn: &mut Option<Conn>, idx: u32, slot: i32, out: &mut Out) -> bool {
+    /// replay was cancelled.
+    async fn run_one(
+        &self,
+        conn: &mut Option<Conn>,
+        idx: u32,
+        slot: i32,
+        progress: &mut Progress,
+    ) -> bool {
         if self.speed.is_some() {
             let at = self.deadline(idx);
-            if at.saturating_duration_since(Instant::now()) > FLUSH_AGE && !out.flush().await {
-                return false;
+            if at.saturating_duration_since(Instant::now()) > PROGRESS_AGE {
+                progress.flush();
             }
             if !self.sleep_until(at).await {
                 return false;
@@ -169,14 +128,9 @@ impl Ctx {
                 Ok(c) => *conn = Some(c),
                 Err((code, _)) => {
                     let now = Instant::now();
-                    let rec = Record {
-                        idx,
-                        connection: slot,
-                        start: now,
-                        end: now,
-                        code,
-                    };
-                    return out.push(rec).await;
+                    self.columns.record(idx, slot, now, now, code);
+                    progress.tick(now);
+                    return true;
                 }
             }
         }
@@ -193,125 +147,45 @@ impl Ctx {
         if self.cancel.is_cancelled() {
             return false;
         }
-        let rec = Record {
-            idx,
-            connection: slot,
-            start,
-            end,
-            code,
-        };
-        out.push(rec).await
+        self.columns.record(idx, slot, start, end, code);
+        progress.tick(end);
+        true
     }
 }
 
 /// One session on its own connection.
-async fn session_task(
-    ctx: Arc<Ctx>,
-    session: u32,
-    conn: Option<Conn>,
-    tx: mpsc::Sender<Vec<Record>>,
-) {
-    let mut out = Out::new(tx);
+async fn session_task(ctx: Arc<Ctx>, session: u32, conn: Option<Conn>) {
+    let mut progress = Progress::new(ctx.done.clone());
     let mut conn = match conn {
         Some(c) => Some(c),
         None => ctx.connect(session).await.ok(),
     };
     for &idx in ctx.plan.stmts(session) {
-        if !ctx.run_one(&mut conn, idx, session as i32, &mut out).await {
+        if !ctx
+            .run_one(&mut conn, idx, session as i32, &mut progress)
+            .await
+        {
             break;
         }
     }
-    out.flush().await;
+    progress.flush();
     if let Some(c) = conn {
         c.close().await;
     }
 }
 
-/// Sessions waiting for a worker, by the deadline (or trace offset) of their next statement.
-struct Pool {
-    state: Mutex<PoolState>,
-    notify: Notify,
-}
-
-struct PoolState {
-    /// (scheduled ns of the next statement, session, position in the session)
-    heap: BinaryHeap<Reverse<(i64, u32, usize)>>,
-    /// Sessions not yet finished.
-    remaining: usize,
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The next due session, or None when all are done or the replay is cancelled.
-    async fn acquire(&self, ctx: &Ctx) -> Option<(u32, usize)> {
-        loop {
-            let notified = self.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let wait = {
-                let mut st = self.lock();
-                if st.remaining == 0 || ctx.cancel.is_cancelled() {
-                    return None;
-                }
-                match st.heap.peek() {
-                    None => None,
-                    Some(&Reverse((key, _, _))) => {
-                        let at = ctx.base + Duration::from_nanos(key.max(0) as u64);
-                        if ctx.speed.is_none() || at <= Instant::now() {
-                            let Reverse((_, s, p)) = st.heap.pop()?;
-                            return Some((s, p));
-                        }
-                        Some(at)
-                    }
-                }
-            };
-            match wait {
-                None => tokio::select! {
-                    _ = &mut notified => {}
-                    _ = ctx.cancel.cancelled() => return None,
-                },
-                Some(at) => tokio::select! {
-                    _ = &mut notified => {}
-                    _ = ctx.timer.sleep_until(at) => {}
-                    _ = ctx.cancel.cancelled() => return None,
-                },
-            }
-        }
-    }
-
-    fn release(&self, key: i64, session: u32, pos: usize) {
-        self.lock().heap.push(Reverse((key, session, pos)));
-        self.notify.notify_one();
-    }
-
-    fn finish(&self) {
-        let mut st = self.lock();
-        st.remaining -= 1;
-        if st.remaining == 0 {
-            drop(st);
-            self.notify.notify_waiters();
-        }
-    }
-}
-
 /// One of `k` connections: takes a due session, runs its next statement, and keeps it
 /// while the session is inside a transaction block.
-async fn worker(
-    ctx: Arc<Ctx>,
-    pool: Arc<Pool>,
-    slot: i32,
-    conn: Option<Conn>,
-    tx: mpsc::Sender<Vec<Record>>,
-) {
-    let mut out = Out::new(tx);
+async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, conn: Option<Conn>) {
+    let mut progress = Progress::new(ctx.done.clone());
     let mut conn = conn;
     'sessions: while let Some((session, mut pos)) = pool.acquire(&ctx).await {
         let stmts = ctx.plan.stmts(session);
         loop {
-            if !ctx.run_one(&mut conn, stmts[pos], slot, &mut out).await {
+            if !ctx
+                .run_one(&mut conn, stmts[pos], slot, &mut progress)
+                .await
+            {
                 break 'sessions;
             }
             pos += 1;
@@ -329,7 +203,7 @@ async fn worker(
             }
         }
     }
-    out.flush().await;
+    progress.flush();
     if let Some(c) = conn {
         c.close().await;
     }
@@ -508,14 +382,17 @@ pub async fn run(
         }
     }
 
-    let base = Instant::now();
+    // Everything per statement is allocated and read before the replay clock starts.
+    let effects = statement_effects(&trace);
+    let mut columns = Columns::new(n);
+    let base = columns.start_clock();
     let ctx = Arc::new(Ctx {
         trace: trace.clone(),
         cfg,
         identity: opts.identity,
         statement_timeout_ms: opts.statement_timeout_ms,
         settings: opts.settings_table(trace.templates.len()),
-        effects: statement_effects(&trace),
+        effects,
         speed: opts.speed,
         scheduled_ns,
         base,
@@ -523,8 +400,9 @@ pub async fn run(
         cancel,
         registry,
         plan,
+        columns,
+        done,
     });
-    let (tx, mut rx) = mpsc::channel::<Vec<Record>>(CHANNEL_CAPACITY);
     let mut tasks = JoinSet::new();
     match pool_state {
         Some(state) => {
@@ -533,20 +411,20 @@ pub async fn run(
                 notify: Notify::new(),
             });
             for (slot, conn) in initial.into_iter().enumerate() {
-                let task = worker(ctx.clone(), pool.clone(), slot as i32, conn, tx.clone());
+                let task = worker(ctx.clone(), pool.clone(), slot as i32, conn);
                 tasks.spawn_on(task, shards.handle(slot));
             }
         }
         None => {
             let n_early = early_sessions.len();
             for (i, (s, conn)) in early_sessions.into_iter().zip(initial).enumerate() {
-                let task = session_task(ctx.clone(), s, conn, tx.clone());
+                let task = session_task(ctx.clone(), s, conn);
                 tasks.spawn_on(task, shards.handle(i));
             }
             if !late_sessions.is_empty() {
                 // The spawner starts each later session shortly before its first statement,
                 // so connections are not all opened up front.
-                let (ctx2, tx2, handles) = (ctx.clone(), tx.clone(), shards.handles());
+                let (ctx2, handles) = (ctx.clone(), shards.handles());
                 tasks.spawn(async move {
                     let mut set = JoinSet::new();
                     for (k, (key, s)) in late_sessions.into_iter().enumerate() {
@@ -554,46 +432,37 @@ pub async fn run(
                         if !ctx2.sleep_until(at).await {
                             break;
                         }
-                        let task = session_task(ctx2.clone(), s, None, tx2.clone());
+                        let task = session_task(ctx2.clone(), s, None);
                         set.spawn_on(task, &handles[(n_early + k) % handles.len()]);
                         while set.try_join_next().is_some() {}
                     }
-                    drop(tx2);
                     while set.join_next().await.is_some() {}
                 });
             }
         }
     }
-    drop(tx);
-
-    let mut res = ReplayResult {
-        template_id: trace.statements.iter().map(|s| s.template_id).collect(),
-        session: trace.statements.iter().map(|s| s.session).collect(),
-        connection: vec![-1; n],
-        scheduled_ns: ctx.scheduled_ns.clone(),
-        start_ns: vec![-1; n],
-        end_ns: vec![-1; n],
-        sqlstate: vec![OK; n],
-        ..Default::default()
-    };
-    let rel = |t: Instant| t.saturating_duration_since(base).as_nanos() as i64;
-    while let Some(batch) = rx.recv().await {
-        for r in &batch {
-            let i = r.idx as usize;
-            res.connection[i] = r.connection;
-            res.start_ns[i] = rel(r.start);
-            res.end_ns[i] = rel(r.end);
-            res.sqlstate[i] = r.code;
-            res.elapsed_ns = res.elapsed_ns.max(res.end_ns[i]);
-        }
-        res.executed += batch.len() as u64;
-        done.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    }
     while tasks.join_next().await.is_some() {}
     canceller.abort();
-    res.cancelled = ctx.cancel.is_cancelled();
-    drop(ctx);
+    let cancelled = ctx.cancel.is_cancelled();
     drop(shards);
     drop(timer);
+    let Ok(ctx) = Arc::try_unwrap(ctx) else {
+        return Err(ReplayError::Internal(
+            "a replay task outlived the replay".into(),
+        ));
+    };
+    let rec = ctx.columns.finish();
+    let res = ReplayResult {
+        template_id: trace.statements.iter().map(|s| s.template_id).collect(),
+        session: trace.statements.iter().map(|s| s.session).collect(),
+        connection: rec.connection,
+        scheduled_ns: ctx.scheduled_ns,
+        start_ns: rec.start_ns,
+        end_ns: rec.end_ns,
+        sqlstate: rec.sqlstate,
+        executed: rec.executed,
+        elapsed_ns: rec.elapsed_ns,
+        cancelled,
+    };
     Ok(res)
 }

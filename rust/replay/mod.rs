@@ -17,6 +17,8 @@ mod cancel;
 mod conn;
 mod engine;
 mod options;
+mod pool;
+mod record;
 mod shards;
 mod timer;
 mod txn;
