@@ -451,18 +451,13 @@ pub async fn run(
             "a replay task outlived the replay".into(),
         ));
     };
-    let rec = ctx.columns.finish();
-    let res = ReplayResult {
+    let mut res = ReplayResult {
         template_id: trace.statements.iter().map(|s| s.template_id).collect(),
         session: trace.statements.iter().map(|s| s.session).collect(),
-        connection: rec.connection,
         scheduled_ns: ctx.scheduled_ns,
-        start_ns: rec.start_ns,
-        end_ns: rec.end_ns,
-        sqlstate: rec.sqlstate,
-        executed: rec.executed,
-        elapsed_ns: rec.elapsed_ns,
         cancelled,
+        ..Default::default()
     };
+    ctx.columns.finish_into(&mut res);
     Ok(res)
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conn::Code;
+use super::ReplayResult;
 
 /// A task adds to the shared progress counter after this many statements...
 const PROGRESS_STEP: u64 = 256;
@@ -24,16 +25,6 @@ pub struct Columns {
     end_ns: Vec<AtomicI64>,
     /// SQLSTATE bytes, little-endian in the low 5 bytes; 0 = success or did not run.
     sqlstate: Vec<AtomicU64>,
-}
-
-/// The finished columns (see `ReplayResult` for their meaning).
-pub struct Recorded {
-    pub connection: Vec<i32>,
-    pub start_ns: Vec<i64>,
-    pub end_ns: Vec<i64>,
-    pub sqlstate: Vec<Code>,
-    pub executed: u64,
-    pub elapsed_ns: i64,
 }
 
 impl Columns {
@@ -66,11 +57,21 @@ impl Columns {
         self.sqlstate[i].store(u64::from_le_bytes(packed), Ordering::Relaxed);
     }
 
-    /// The plain columns, once every task has ended (joining them orders their stores
-    /// before this).
-    pub fn finish(self) -> Recorded {
-        let end_ns: Vec<i64> = self.end_ns.into_iter().map(AtomicI64::into_inner).collect();
-        let sqlstate = self
+    /// Moves the columns into `res` (connection, times, SQLSTATEs, executed, elapsed) once
+    /// every task has ended (joining them orders their stores before this).
+    pub fn finish_into(self, res: &mut ReplayResult) {
+        res.connection = self
+            .connection
+            .into_iter()
+            .map(AtomicI32::into_inner)
+            .collect();
+        res.start_ns = self
+            .start_ns
+            .into_iter()
+            .map(AtomicI64::into_inner)
+            .collect();
+        res.end_ns = self.end_ns.into_iter().map(AtomicI64::into_inner).collect();
+        res.sqlstate = self
             .sqlstate
             .into_iter()
             .map(|c| {
@@ -78,22 +79,8 @@ impl Columns {
                 [b[0], b[1], b[2], b[3], b[4]]
             })
             .collect();
-        Recorded {
-            connection: self
-                .connection
-                .into_iter()
-                .map(AtomicI32::into_inner)
-                .collect(),
-            start_ns: self
-                .start_ns
-                .into_iter()
-                .map(AtomicI64::into_inner)
-                .collect(),
-            executed: end_ns.iter().filter(|&&e| e >= 0).count() as u64,
-            elapsed_ns: end_ns.iter().copied().max().unwrap_or(-1).max(0),
-            end_ns,
-            sqlstate,
-        }
+        res.executed = res.end_ns.iter().filter(|&&e| e >= 0).count() as u64;
+        res.elapsed_ns = res.end_ns.iter().copied().max().unwrap_or(0).max(0);
     }
 }
 
@@ -150,7 +137,8 @@ mod tests {
         let t = |ms: u64| base + Duration::from_millis(ms);
         cols.record(2, 7, t(5), t(9), *b"57014");
         cols.record(0, 1, t(1), t(2), [0; 5]);
-        let r = cols.finish();
+        let mut r = ReplayResult::default();
+        cols.finish_into(&mut r);
         assert_eq!(r.connection, [1, -1, 7]);
         assert_eq!(r.start_ns, [1_000_000, -1, 5_000_000]);
         assert_eq!(r.end_ns, [2_000_000, -1, 9_000_000]);
