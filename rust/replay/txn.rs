@@ -5,6 +5,8 @@
 //! each top-level statement in the text (a simple-protocol string may hold several,
 //! separated by `;` outside quotes, comments and dollar-quoted bodies).
 
+use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
+
 /// What a statement text does to the session's transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxnEffect {
@@ -75,30 +77,11 @@ fn skip_space(b: &[u8], mut pos: usize) -> usize {
                 None => b.len(),
             };
         } else if b[pos..].starts_with(b"/*") {
-            pos = skip_block_comment(b, pos);
+            pos = end_of_block_comment(b, pos).unwrap_or(b.len());
         } else {
             return pos;
         }
     }
-}
-
-fn skip_block_comment(b: &[u8], mut pos: usize) -> usize {
-    let mut depth = 0usize;
-    while pos < b.len() {
-        if b[pos..].starts_with(b"/*") {
-            depth += 1;
-            pos += 2;
-        } else if b[pos..].starts_with(b"*/") {
-            depth -= 1;
-            pos += 2;
-            if depth == 0 {
-                return pos;
-            }
-        } else {
-            pos += 1;
-        }
-    }
-    b.len()
 }
 
 fn word_at(b: &[u8], pos: usize) -> (&[u8], usize) {
@@ -122,61 +105,29 @@ fn next_statement(b: &[u8], mut pos: usize) -> Option<usize> {
     while pos < b.len() {
         match b[pos] {
             b';' => return Some(pos + 1),
-            b'\'' => {
-                let escapes = pos > 0 && matches!(b[pos - 1], b'e' | b'E');
-                pos = skip_quoted(b, pos + 1, b'\'', escapes);
+            b'\'' | b'"' => {
+                let escapes = b[pos] == b'\'' && pos > 0 && matches!(b[pos - 1], b'e' | b'E');
+                pos = end_of_quoted(b, pos, b[pos], escapes).unwrap_or(b.len());
             }
-            b'"' => pos = skip_quoted(b, pos + 1, b'"', false),
             b'-' if b[pos..].starts_with(b"--") => {
                 pos = match memchr::memchr(b'\n', &b[pos..]) {
                     Some(i) => pos + i + 1,
                     None => b.len(),
                 };
             }
-            b'/' if b[pos..].starts_with(b"/*") => pos = skip_block_comment(b, pos),
-            b'$' => pos = skip_dollar(b, pos),
+            b'/' if b[pos..].starts_with(b"/*") => {
+                pos = end_of_block_comment(b, pos).unwrap_or(b.len());
+            }
+            b'$' => {
+                pos = match dollar_tag_len(b, pos) {
+                    Some(len) => end_of_dollar_quoted(b, pos, len).unwrap_or(b.len()),
+                    None => pos + 1,
+                };
+            }
             _ => pos += 1,
         }
     }
     None
-}
-
-fn skip_quoted(b: &[u8], mut pos: usize, q: u8, backslash_escapes: bool) -> usize {
-    while pos < b.len() {
-        let c = b[pos];
-        if backslash_escapes && c == b'\\' {
-            pos += 2;
-        } else if c == q {
-            // A doubled quote is an escaped quote; the loop simply re-enters the string.
-            if pos + 1 < b.len() && b[pos + 1] == q {
-                pos += 2;
-            } else {
-                return pos + 1;
-            }
-        } else {
-            pos += 1;
-        }
-    }
-    b.len()
-}
-
-/// `$tag$ ... $tag$` (tag possibly empty); a `$n` parameter is not a quote.
-fn skip_dollar(b: &[u8], pos: usize) -> usize {
-    let mut end = pos + 1;
-    while end < b.len() && (b[end].is_ascii_alphanumeric() || b[end] == b'_') {
-        end += 1;
-    }
-    let is_tag = end < b.len()
-        && b[end] == b'$'
-        && !b[pos + 1..end].first().is_some_and(|c| c.is_ascii_digit());
-    if !is_tag {
-        return pos + 1;
-    }
-    let tag = &b[pos..=end];
-    match memchr::memmem::find(&b[end + 1..], tag) {
-        Some(i) => end + 1 + i + tag.len(),
-        None => b.len(),
-    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ pub mod reader;
 mod sample;
 pub mod sql;
 mod stderr;
+mod template_out;
 pub mod templatize;
 pub mod timestamp;
 

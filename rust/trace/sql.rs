@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::builder::ChunkBuilder;
 use super::error::TraceError;
 use super::model::{Session, Statement, Template, Trace};
+use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
 
 /// Byte ranges of the statements of `text` (trimmed, without the `;`, empty ones dropped).
 /// Err: (byte offset, message) for an unterminated quote/comment or a psql meta-command.
@@ -41,42 +42,23 @@ pub fn split_statements(text: &str) -> Result<Vec<std::ops::Range<usize>>, (usiz
                 i = memchr::memchr(b'\n', &b[i..]).map_or(n, |k| i + k);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let open = i;
-                let mut depth = 1;
-                i += 2;
-                while depth > 0 {
-                    if i + 1 >= n {
-                        return Err((open, "unterminated /* comment".into()));
-                    }
-                    if b[i] == b'*' && b[i + 1] == b'/' {
-                        depth -= 1;
-                        i += 2;
-                    } else if b[i] == b'/' && b[i + 1] == b'*' {
-                        depth += 1;
-                        i += 2;
-                    } else {
-                        i += 1;
-                    }
-                }
+                i = end_of_block_comment(b, i).ok_or((i, "unterminated /* comment".into()))?;
             }
             b'\'' | b'"' => {
                 let backslash = c == b'\''
                     && i > 0
                     && matches!(b[i - 1], b'e' | b'E')
                     && !(i > 1 && is_word(b[i - 2]));
-                i = end_of_quote(b, i, c, backslash)
+                i = end_of_quoted(b, i, c, backslash)
                     .ok_or((i, format!("unterminated {} quote", c as char)))?;
                 has_content = true;
             }
             b'$' => {
                 has_content = true;
-                match dollar_tag(b, i) {
+                match dollar_tag_len(b, i) {
                     Some(len) => {
-                        let tag = &b[i..i + len];
-                        match memchr::memmem::find(&b[i + len..], tag) {
-                            Some(k) => i += len + k + len,
-                            None => return Err((i, "unterminated dollar-quoted string".into())),
-                        }
+                        i = end_of_dollar_quoted(b, i, len)
+                            .ok_or((i, "unterminated dollar-quoted string".into()))?;
                     }
                     None => i += 1,
                 }
@@ -117,42 +99,6 @@ pub fn split_statements(text: &str) -> Result<Vec<std::ops::Range<usize>>, (usiz
 
 fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
-}
-
-fn end_of_quote(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize> {
-    let mut j = i + 1;
-    while j < b.len() {
-        if backslash && b[j] == b'\\' {
-            j += 2;
-            continue;
-        }
-        if b[j] == q {
-            if b.get(j + 1) == Some(&q) {
-                j += 2;
-                continue;
-            }
-            return Some(j + 1);
-        }
-        j += 1;
-    }
-    None
-}
-
-fn dollar_tag(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    if b.get(j) == Some(&b'$') {
-        return Some(2);
-    }
-    if !b
-        .get(j)
-        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_' || *c >= 0x80)
-    {
-        return None;
-    }
-    while j < b.len() && is_word(b[j]) {
-        j += 1;
-    }
-    (b.get(j) == Some(&b'$')).then_some(j + 1 - i)
 }
 
 fn trim(b: &[u8], mut s: usize, mut e: usize) -> std::ops::Range<usize> {

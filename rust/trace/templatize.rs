@@ -26,9 +26,12 @@
 
 use std::ops::Range;
 
+use super::template_out::{Emitter, Prev};
+use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
+
 const WS: u8 = 1;
 const IDENT_START: u8 = 2;
-const IDENT_CONT: u8 = 4;
+pub(super) const IDENT_CONT: u8 = 4;
 const DIGIT: u8 = 8;
 const OP: u8 = 16;
 
@@ -64,42 +67,8 @@ const fn build_classes() -> [u8; 256] {
 }
 
 #[inline]
-fn is(c: u8, class: u8) -> bool {
+pub(super) fn is(c: u8, class: u8) -> bool {
     CLASS[c as usize] & class != 0
-}
-
-/// What the previous emitted token was; decides spacing and unary signs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Prev {
-    Start,
-    /// A keyword after which an operand is expected (`select`, `where`, `and`, ...).
-    Keyword,
-    /// Any other word (identifier or keyword that ends an operand, like `null`).
-    Ident,
-    /// Constant, parameter, quoted identifier, `)` or `]`.
-    Operand,
-    Op,
-    Open,
-    Comma,
-    /// `.` or `::`: glue to the next token.
-    Glue,
-    Semi,
-    Other,
-}
-
-impl Prev {
-    fn expects_operand(self) -> bool {
-        matches!(
-            self,
-            Prev::Start
-                | Prev::Keyword
-                | Prev::Op
-                | Prev::Open
-                | Prev::Comma
-                | Prev::Semi
-                | Prev::Other
-        )
-    }
 }
 
 /// Keywords after which an operand is expected, so a following `-1` is a negative constant.
@@ -201,201 +170,6 @@ pub fn templatize(sql: &str) -> (String, Vec<String>) {
     (t.text, consts)
 }
 
-struct Emitter<'o> {
-    out: &'o mut Vec<u8>,
-    prev: Prev,
-    placeholders: u32,
-    /// Bracket nesting depth.
-    depth: u32,
-    /// Open `IN (` / `ARRAY[` lists that may be squashed, innermost last.
-    lists: [OpenList; MAX_LISTS],
-    n_lists: usize,
-}
-
-/// Nested squashable lists tracked at once; deeper ones are left as they are.
-const MAX_LISTS: usize = 8;
-
-#[derive(Clone, Copy, Default)]
-struct OpenList {
-    depth: u32,
-    /// Position in the output just after the bracket.
-    start: usize,
-    /// Placeholders emitted before the list.
-    before: u32,
-}
-
-impl Emitter<'_> {
-    #[inline]
-    fn space_before(&mut self, glue_left: bool) {
-        if glue_left || matches!(self.prev, Prev::Start | Prev::Open | Prev::Glue) {
-            return;
-        }
-        self.out.push(b' ');
-    }
-
-    /// Whether the output ends with the keyword `w` (not part of a longer or qualified name).
-    fn ends_with_word(&self, w: &[u8]) -> bool {
-        let o = &self.out;
-        o.ends_with(w)
-            && (o.len() == w.len() || {
-                let before = o[o.len() - w.len() - 1];
-                !is(before, IDENT_CONT) && before != b'.' && before != b'"'
-            })
-    }
-
-    fn open(&mut self, c: u8) {
-        // `a[`, `f(` and `t1(` glue; `in (`, `values (`, `) (` keep their space.
-        let glue = c == b'[' || self.prev == Prev::Ident;
-        let list = if c == b'(' {
-            self.prev == Prev::Keyword && self.ends_with_word(b"in")
-        } else {
-            matches!(self.prev, Prev::Ident | Prev::Keyword) && self.ends_with_word(b"array")
-        };
-        self.space_before(glue);
-        self.out.push(c);
-        self.prev = Prev::Open;
-        self.depth += 1;
-        if list && self.n_lists < MAX_LISTS {
-            self.lists[self.n_lists] = OpenList {
-                depth: self.depth,
-                start: self.out.len(),
-                before: self.placeholders,
-            };
-            self.n_lists += 1;
-        }
-    }
-
-    fn close(&mut self, c: u8) {
-        if self.n_lists > 0 && self.lists[self.n_lists - 1].depth == self.depth {
-            self.n_lists -= 1;
-            let l = self.lists[self.n_lists];
-            self.squash(l);
-        }
-        self.depth = self.depth.saturating_sub(1);
-        self.space_before(true);
-        self.out.push(c);
-        self.prev = Prev::Operand;
-    }
-
-    /// Replaces the list's `$a, $b, ...` by `$a /*, ... */` if it holds placeholders only.
-    fn squash(&mut self, l: OpenList) {
-        let items = self.placeholders - l.before;
-        let body = &self.out[l.start..];
-        let dollars = body.iter().filter(|&&b| b == b'$').count();
-        let only_placeholders = items > 0
-            && dollars == items as usize
-            && body.first() == Some(&b'$')
-            && body
-                .iter()
-                .all(|&b| b.is_ascii_digit() || matches!(b, b'$' | b',' | b' '));
-        if !only_placeholders {
-            return;
-        }
-        self.out.truncate(l.start);
-        self.placeholders = l.before;
-        self.prev = Prev::Open;
-        self.placeholder();
-        self.out.extend_from_slice(b" /*, ... */");
-    }
-
-    fn placeholder(&mut self) {
-        self.space_before(false);
-        self.placeholders += 1;
-        self.out.push(b'$');
-        let num = itoa_buf(self.placeholders);
-        self.out.extend_from_slice(num.as_slice());
-        self.prev = Prev::Operand;
-    }
-}
-
-struct SmallNum {
-    bytes: [u8; 10],
-    len: usize,
-}
-
-impl SmallNum {
-    fn as_slice(&self) -> &[u8] {
-        &self.bytes[10 - self.len..]
-    }
-}
-
-fn itoa_buf(mut n: u32) -> SmallNum {
-    let mut s = SmallNum {
-        bytes: [0; 10],
-        len: 0,
-    };
-    loop {
-        s.len += 1;
-        s.bytes[10 - s.len] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return s;
-        }
-    }
-}
-
-/// End of a `'...'` string starting at `i` (the quote). `backslash`: E-string escapes.
-fn end_of_quoted(b: &[u8], i: usize, backslash: bool) -> usize {
-    let mut j = i + 1;
-    loop {
-        let found = if backslash {
-            memchr::memchr2(b'\'', b'\\', &b[j..])
-        } else {
-            memchr::memchr(b'\'', &b[j..])
-        };
-        match found {
-            None => return b.len(),
-            Some(k) => {
-                let p = j + k;
-                if b[p] == b'\\' {
-                    j = (p + 2).min(b.len());
-                } else if b.get(p + 1) == Some(&b'\'') {
-                    j = p + 2;
-                } else {
-                    return p + 1;
-                }
-            }
-        }
-    }
-}
-
-/// End of a `"..."` quoted identifier starting at `i`.
-fn end_of_quoted_ident(b: &[u8], i: usize) -> usize {
-    let mut j = i + 1;
-    loop {
-        match memchr::memchr(b'"', &b[j..]) {
-            None => return b.len(),
-            Some(k) => {
-                let p = j + k;
-                if b.get(p + 1) == Some(&b'"') {
-                    j = p + 2;
-                } else {
-                    return p + 1;
-                }
-            }
-        }
-    }
-}
-
-/// If a dollar-quote opening tag starts at `i` (`$$` or `$tag$`), its length.
-fn dollar_tag_len(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    if j < b.len() && b[j] == b'$' {
-        return Some(2);
-    }
-    if j >= b.len() || !is(b[j], IDENT_START) {
-        return None;
-    }
-    while j < b.len() && is(b[j], IDENT_CONT) && b[j] != b'$' {
-        j += 1;
-    }
-    if j < b.len() && b[j] == b'$' {
-        Some(j + 1 - i)
-    } else {
-        None
-    }
-}
-
 /// End of a number starting at `i` (digit or `.` followed by a digit).
 fn end_of_number(b: &[u8], i: usize) -> usize {
     let n = b.len();
@@ -441,14 +215,7 @@ fn starts_number(b: &[u8], i: usize) -> bool {
 
 fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>) {
     let n = b.len();
-    let mut e = Emitter {
-        out,
-        prev: Prev::Start,
-        placeholders: 0,
-        depth: 0,
-        lists: [OpenList::default(); MAX_LISTS],
-        n_lists: 0,
-    };
+    let mut e = Emitter::new(out);
     let mut push_const = |r: Range<usize>, e: &mut Emitter<'_>| {
         if let Some(c) = consts.as_deref_mut() {
             c.push(r);
@@ -471,24 +238,11 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
             continue;
         }
         if c == b'/' && i + 1 < n && b[i + 1] == b'*' {
-            let mut depth = 1usize;
-            let mut j = i + 2;
-            while j < n && depth > 0 {
-                if b[j] == b'*' && j + 1 < n && b[j + 1] == b'/' {
-                    depth -= 1;
-                    j += 2;
-                } else if b[j] == b'/' && j + 1 < n && b[j + 1] == b'*' {
-                    depth += 1;
-                    j += 2;
-                } else {
-                    j += 1;
-                }
-            }
-            i = j;
+            i = end_of_block_comment(b, i).unwrap_or(n);
             continue;
         }
         if c == b'\'' {
-            let end = end_of_quoted(b, i, false);
+            let end = end_of_quoted(b, i, b'\'', false).unwrap_or(n);
             push_const(i..end, &mut e);
             i = end;
             continue;
@@ -499,19 +253,19 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                 && b[i + 1] == b'\''
                 && matches!(c, b'e' | b'E' | b'b' | b'B' | b'x' | b'X' | b'n' | b'N')
             {
-                let end = end_of_quoted(b, i + 1, matches!(c, b'e' | b'E'));
+                let end = end_of_quoted(b, i + 1, b'\'', matches!(c, b'e' | b'E')).unwrap_or(n);
                 push_const(i..end, &mut e);
                 i = end;
                 continue;
             }
             if (c == b'u' || c == b'U') && i + 2 < n && b[i + 1] == b'&' && b[i + 2] == b'\'' {
-                let end = end_of_quoted(b, i + 2, false);
+                let end = end_of_quoted(b, i + 2, b'\'', false).unwrap_or(n);
                 push_const(i..end, &mut e);
                 i = end;
                 continue;
             }
             if (c == b'u' || c == b'U') && i + 2 < n && b[i + 1] == b'&' && b[i + 2] == b'"' {
-                let end = end_of_quoted_ident(b, i + 2);
+                let end = end_of_quoted(b, i + 2, b'"', false).unwrap_or(n);
                 e.space_before(false);
                 e.out.extend_from_slice(&b[i..end]);
                 e.prev = Prev::Operand;
@@ -553,7 +307,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
         }
         match c {
             b'"' => {
-                let end = end_of_quoted_ident(b, i);
+                let end = end_of_quoted(b, i, b'"', false).unwrap_or(n);
                 e.space_before(false);
                 e.out.extend_from_slice(&b[i..end]);
                 e.prev = Prev::Operand;
@@ -568,12 +322,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                     push_const(i..j, &mut e);
                     i = j;
                 } else if let Some(tag_len) = dollar_tag_len(b, i) {
-                    let tag = &b[i..i + tag_len];
-                    let body = i + tag_len;
-                    let end = match memchr::memmem::find(&b[body..], tag) {
-                        Some(k) => body + k + tag_len,
-                        None => n,
-                    };
+                    let end = end_of_dollar_quoted(b, i, tag_len).unwrap_or(n);
                     push_const(i..end, &mut e);
                     i = end;
                 } else {
