@@ -10,6 +10,7 @@
 
 pub mod catalog;
 pub mod encode;
+mod json_scalars;
 pub mod parse;
 pub mod vocab;
 
