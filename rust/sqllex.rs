@@ -23,6 +23,14 @@ pub fn end_of_quoted(b: &[u8], i: usize, q: u8, backslash: bool) -> Option<usize
     }
 }
 
+/// Whether the `'` at `i` opens an E-string (backslash escapes): it follows a lone `E` or
+/// `e`, not a word that ends in one (`like'x'`, `name'x'`).
+pub fn opens_escape_string(b: &[u8], i: usize) -> bool {
+    i > 0
+        && matches!(b[i - 1], b'e' | b'E')
+        && !(i > 1 && (is_tag_byte(b[i - 2]) || b[i - 2] == b'$'))
+}
+
 /// Whether `c` may continue a dollar-quote tag (and an unquoted identifier, minus `$`).
 fn is_tag_byte(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80
@@ -92,6 +100,15 @@ mod tests {
         assert_eq!(end_of_quoted(b"'open''", 0, b'\'', false), None);
         assert_eq!(end_of_quoted(b"E'x\\", 1, b'\'', true), None);
         assert_eq!(end_of_quoted(b"'", 0, b'\'', false), None);
+    }
+
+    #[test]
+    fn escape_strings() {
+        assert!(opens_escape_string(b"E'x'", 1));
+        assert!(opens_escape_string(b"= e'x'", 3));
+        assert!(!opens_escape_string(b"like'x'", 4));
+        assert!(!opens_escape_string(b"'x'", 0));
+        assert!(!opens_escape_string(b"a'x'", 1));
     }
 
     #[test]

@@ -28,7 +28,11 @@ LOG_FORMATS = ("stderr", "csvlog", "jsonlog")
 
 @dataclass(frozen=True)
 class TemplateInfo:
-    """A statement template: the statement with its constants as `$1, $2, ...`."""
+    """A statement template: the statement with its constants as `$1, $2, ...`.
+
+    A list of constants only after IN or ARRAY is one placeholder (`in ($1 /*, ... */)`),
+    so from the first such list on, `$k` is no longer the k-th of the statement's constants.
+    """
 
     id: int
     text: str

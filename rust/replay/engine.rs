@@ -100,15 +100,9 @@ impl Ctx {
         connect(&cfg, self.statement_timeout_ms, &self.registry).await
     }
 
-    /// Runs statement `idx` on `conn` (connecting if needed) and records it; false if the
-    /// replay was cancelled.
-    async fn run_one(
-        &self,
-        conn: &mut Option<Conn>,
-        idx: u32,
-        slot: i32,
-        progress: &mut Progress,
-    ) -> bool {
+    /// Runs statement `idx` on the task's connection (connecting if needed) and records it;
+    /// false if the replay was cancelled.
+    async fn run_one(&self, link: &mut Link, idx: u32, slot: i32, progress: &mut Progress) -> bool {
         if self.speed.is_some() {
             let at = self.deadline(idx);
             if at.saturating_duration_since(Instant::now()) > PROGRESS_AGE {
@@ -121,12 +115,20 @@ impl Ctx {
         if self.cancel.is_cancelled() {
             return false;
         }
-        if conn.as_ref().is_none_or(|c| c.broken) {
-            *conn = None;
-            let session = self.trace.statements[idx as usize].session;
-            match self.connect(session).await {
-                Ok(c) => *conn = Some(c),
-                Err((code, _)) => {
+        if link.conn.as_ref().is_none_or(|c| c.broken) {
+            link.conn = None;
+            let opened = match link.refused {
+                // A login the server refused stays refused: no new connection per statement.
+                Some(code) => Err(code),
+                None => {
+                    let session = self.trace.statements[idx as usize].session;
+                    self.connect(session).await.map_err(|(code, _)| code)
+                }
+            };
+            match opened {
+                Ok(c) => link.conn = Some(c),
+                Err(code) => {
+                    link.note_refusal(code);
                     let now = Instant::now();
                     self.columns.record(idx, slot, now, now, code);
                     progress.tick(now);
@@ -134,7 +136,7 @@ impl Ctx {
                 }
             }
         }
-        let Some(c) = conn.as_mut() else {
+        let Some(c) = link.conn.as_mut() else {
             return false;
         };
         let st = &self.trace.statements[idx as usize];
@@ -153,50 +155,80 @@ impl Ctx {
     }
 }
 
-/// One session on its own connection.
-async fn session_task(ctx: Arc<Ctx>, session: u32, conn: Option<Conn>) {
+/// A task's connection: open, to be opened, or refused for good.
+#[derive(Default)]
+struct Link {
+    conn: Option<Conn>,
+    /// The SQLSTATE of a refused login (class 28, 3D000, 42501): the task's remaining
+    /// statements get it without connecting again. Other failures are retried.
+    refused: Option<Code>,
+}
+
+impl Link {
+    fn new(opened: Result<Conn, Code>) -> Link {
+        let mut link = Link::default();
+        match opened {
+            Ok(c) => link.conn = Some(c),
+            Err(code) => link.note_refusal(code),
+        }
+        link
+    }
+
+    fn note_refusal(&mut self, code: Code) {
+        if code.starts_with(b"28") || code == *b"3D000" || code == *b"42501" {
+            self.refused = Some(code);
+        }
+    }
+
+    async fn close(self) {
+        if let Some(c) = self.conn {
+            c.close().await;
+        }
+    }
+}
+
+/// One session on its own connection (`link`: from the warm-up, or None to connect now,
+/// ahead of the session's first statement).
+async fn session_task(ctx: Arc<Ctx>, session: u32, link: Option<Link>) {
     let mut progress = Progress::new(ctx.done.clone());
-    let mut conn = match conn {
-        Some(c) => Some(c),
-        None => ctx.connect(session).await.ok(),
+    let mut link = match link {
+        Some(l) => l,
+        None => Link::new(ctx.connect(session).await.map_err(|(code, _)| code)),
     };
     for &idx in ctx.plan.stmts(session) {
         if !ctx
-            .run_one(&mut conn, idx, session as i32, &mut progress)
+            .run_one(&mut link, idx, session as i32, &mut progress)
             .await
         {
             break;
         }
     }
     progress.flush();
-    if let Some(c) = conn {
-        c.close().await;
-    }
+    link.close().await;
 }
 
 /// One of `k` connections: takes a due session, runs its next statement, and keeps it
 /// while the session is inside a transaction block.
-async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, conn: Option<Conn>) {
+async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, mut link: Link) {
     let mut progress = Progress::new(ctx.done.clone());
-    let mut conn = conn;
     'sessions: while let Some((session, mut pos)) = pool.acquire(&ctx).await {
         let stmts = ctx.plan.stmts(session);
         loop {
             if !ctx
-                .run_one(&mut conn, stmts[pos], slot, &mut progress)
+                .run_one(&mut link, stmts[pos], slot, &mut progress)
                 .await
             {
                 break 'sessions;
             }
             pos += 1;
             if pos == stmts.len() {
-                if let Some(c) = conn.as_mut() {
+                if let Some(c) = link.conn.as_mut() {
                     c.rollback_if_open().await;
                 }
                 pool.finish();
                 break;
             }
-            let held = conn.as_ref().is_some_and(|c| c.in_txn && !c.broken);
+            let held = link.conn.as_ref().is_some_and(|c| c.in_txn && !c.broken);
             if !held {
                 pool.release(ctx.scheduled_ns[stmts[pos] as usize], session, pos);
                 break;
@@ -204,9 +236,7 @@ async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, conn: Option<Conn>) {
         }
     }
     progress.flush();
-    if let Some(c) = conn {
-        c.close().await;
-    }
+    link.close().await;
 }
 
 /// The login of `session`: the DSN's, or with `Identity::Logged` the session's logged user
@@ -233,14 +263,21 @@ async fn connect_many(
     timeout_ms: Option<u64>,
     registry: &Arc<Registry>,
     shards: &Shards,
-) -> Vec<Option<Conn>> {
+) -> Vec<Link> {
     stream::iter(cfgs.into_iter().enumerate())
         .map(|(i, cfg)| {
             let registry = registry.clone();
-            let opened = shards
-                .handle(i)
-                .spawn(async move { connect(&cfg, timeout_ms, &registry).await.ok() });
-            async move { opened.await.ok().flatten() }
+            let opened = shards.handle(i).spawn(async move {
+                connect(&cfg, timeout_ms, &registry)
+                    .await
+                    .map_err(|(code, _)| code)
+            });
+            async move {
+                match opened.await {
+                    Ok(r) => Link::new(r),
+                    Err(_) => Link::default(),
+                }
+            }
         })
         .buffered(CONNECT_PARALLELISM)
         .collect()
@@ -348,7 +385,7 @@ pub async fn run(
     // Warm-up: open the connections needed at the start before the clock starts.
     let mut pool_state = None;
     let mut late_sessions: Vec<(i64, u32)> = Vec::new();
-    let initial: Vec<Option<Conn>>;
+    let initial: Vec<Link>;
     let mut early_sessions: Vec<u32> = Vec::new();
     match opts.concurrency {
         Some(k) => {
@@ -384,6 +421,7 @@ pub async fn run(
 
     // Everything per statement is allocated and read before the replay clock starts.
     let effects = statement_effects(&trace);
+    let settings = opts.settings_table(trace.templates.len());
     let mut columns = Columns::new(n);
     let base = columns.start_clock();
     let ctx = Arc::new(Ctx {
@@ -391,7 +429,7 @@ pub async fn run(
         cfg,
         identity: opts.identity,
         statement_timeout_ms: opts.statement_timeout_ms,
-        settings: opts.settings_table(trace.templates.len()),
+        settings,
         effects,
         speed: opts.speed,
         scheduled_ns,
@@ -410,15 +448,15 @@ pub async fn run(
                 state: Mutex::new(state),
                 notify: Notify::new(),
             });
-            for (slot, conn) in initial.into_iter().enumerate() {
-                let task = worker(ctx.clone(), pool.clone(), slot as i32, conn);
+            for (slot, link) in initial.into_iter().enumerate() {
+                let task = worker(ctx.clone(), pool.clone(), slot as i32, link);
                 tasks.spawn_on(task, shards.handle(slot));
             }
         }
         None => {
             let n_early = early_sessions.len();
-            for (i, (s, conn)) in early_sessions.into_iter().zip(initial).enumerate() {
-                let task = session_task(ctx.clone(), s, conn);
+            for (i, (s, link)) in early_sessions.into_iter().zip(initial).enumerate() {
+                let task = session_task(ctx.clone(), s, Some(link));
                 tasks.spawn_on(task, shards.handle(i));
             }
             if !late_sessions.is_empty() {

@@ -91,8 +91,9 @@ impl ReplayOptions {
         }
         if self.identity == Identity::Logged && self.concurrency.is_some() {
             return Err(ReplayError::InvalidOption(
-                "identity='logged' needs one connection per session (concurrency=None): \
-                 multiplexed sessions would share one login"
+                "the logged identity (identity='logged', --logged-identity) needs one \
+                 connection per session, without a concurrency limit: multiplexed sessions \
+                 would share one login"
                     .into(),
             ));
         }

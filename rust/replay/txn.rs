@@ -5,7 +5,9 @@
 //! each top-level statement in the text (a simple-protocol string may hold several,
 //! separated by `;` outside quotes, comments and dollar-quoted bodies).
 
-use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
+use crate::sqllex::{
+    dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted, opens_escape_string,
+};
 
 /// What a statement text does to the session's transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +108,7 @@ fn next_statement(b: &[u8], mut pos: usize) -> Option<usize> {
         match b[pos] {
             b';' => return Some(pos + 1),
             b'\'' | b'"' => {
-                let escapes = b[pos] == b'\'' && pos > 0 && matches!(b[pos - 1], b'e' | b'E');
+                let escapes = b[pos] == b'\'' && opens_escape_string(b, pos);
                 pos = end_of_quoted(b, pos, b[pos], escapes).unwrap_or(b.len());
             }
             b'-' if b[pos..].starts_with(b"--") => {
@@ -175,6 +177,11 @@ mod tests {
         );
         assert_eq!(txn_effect("SELECT $$;commit$$"), TxnEffect::None);
         assert_eq!(txn_effect("SELECT 1 /* ; commit */"), TxnEffect::None);
+        // `like'...'` is a plain string: its backslash escapes nothing.
+        assert_eq!(
+            txn_effect("SELECT 1 WHERE p like'C:\\'; COMMIT"),
+            TxnEffect::End
+        );
         assert_eq!(txn_effect("select 1 -- ; commit\n; commit"), TxnEffect::End);
     }
 }

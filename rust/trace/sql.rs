@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use super::builder::ChunkBuilder;
 use super::error::TraceError;
 use super::model::{Session, Statement, Template, Trace};
-use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
+use crate::sqllex::{
+    dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted, opens_escape_string,
+};
 
 /// Byte ranges of the statements of `text` (trimmed, without the `;`, empty ones dropped).
 /// Err: (byte offset, message) for an unterminated quote/comment or a psql meta-command.
@@ -42,15 +44,13 @@ pub fn split_statements(text: &str) -> Result<Vec<std::ops::Range<usize>>, (usiz
                 i = memchr::memchr(b'\n', &b[i..]).map_or(n, |k| i + k);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                i = end_of_block_comment(b, i).ok_or((i, "unterminated /* comment".into()))?;
+                i = end_of_block_comment(b, i)
+                    .ok_or_else(|| (i, "unterminated /* comment".into()))?;
             }
             b'\'' | b'"' => {
-                let backslash = c == b'\''
-                    && i > 0
-                    && matches!(b[i - 1], b'e' | b'E')
-                    && !(i > 1 && is_word(b[i - 2]));
+                let backslash = c == b'\'' && opens_escape_string(b, i);
                 i = end_of_quoted(b, i, c, backslash)
-                    .ok_or((i, format!("unterminated {} quote", c as char)))?;
+                    .ok_or_else(|| (i, format!("unterminated {} quote", c as char)))?;
                 has_content = true;
             }
             b'$' => {
@@ -58,7 +58,7 @@ pub fn split_statements(text: &str) -> Result<Vec<std::ops::Range<usize>>, (usiz
                 match dollar_tag_len(b, i) {
                     Some(len) => {
                         i = end_of_dollar_quoted(b, i, len)
-                            .ok_or((i, "unterminated dollar-quoted string".into()))?;
+                            .ok_or_else(|| (i, "unterminated dollar-quoted string".into()))?;
                     }
                     None => i += 1,
                 }
