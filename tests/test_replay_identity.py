@@ -115,7 +115,7 @@ def test_logged_identity_needs_a_connection_per_session(
     log: Path, target: dbgym.PostgresInstance
 ) -> None:
     w = dbgym.Workload.from_log(log)
-    with pytest.raises(WorkloadError, match="logged identity .* needs one connection per session"):
+    with pytest.raises(WorkloadError, match=r"logged identity .* needs one connection per session"):
         dbgym.replay(w, target, speed=None, concurrency=2, identity="logged")
-    with pytest.raises(WorkloadError, match="identity must be 'dsn' or 'logged'"):
+    with pytest.raises(WorkloadError, match=r"identity must be 'dsn' or 'logged'"):
         dbgym.replay(w, target, speed=None, identity="nobody")  # type: ignore[arg-type]
