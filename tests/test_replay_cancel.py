@@ -91,3 +91,18 @@ def test_progress_counter_advances(server: dbgym.PostgresInstance) -> None:
     assert h.done() == n
     assert any(0 < s < n for s in seen), seen
     assert h.result()["executed"] == n
+
+
+@pytest.mark.parametrize("concurrency", [None, 1])
+def test_progress_counts_statements_before_a_gap(
+    server: dbgym.PostgresInstance, concurrency: int | None
+) -> None:
+    """Statements that ran are counted while the replay waits for a later deadline, with one
+    connection per session and with a worker pool (which waits inside the pool)."""
+    ts = [0, 1_000, 2_000, 3_000, 4_000, 1_500_000]
+    trace = _core.trace_from_statements(["a", "b", "a", "b", "a", "b"], ts, ["SELECT 1"] * len(ts))
+    h = _core.replay_start(trace, server.dsn, speed=1.0, concurrency=concurrency)
+    assert not h.wait(0.7)  # well inside the 1.5 s gap
+    assert h.done() == 5
+    assert h.wait(10.0)
+    assert h.done() == 6

@@ -211,7 +211,14 @@ async fn session_task(ctx: Arc<Ctx>, session: u32, link: Option<Link>) {
 /// while the session is inside a transaction block.
 async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, mut link: Link) {
     let mut progress = Progress::new(ctx.done.clone());
-    'sessions: while let Some((session, mut pos)) = pool.acquire(&ctx).await {
+    'sessions: loop {
+        if ctx.speed.is_some() {
+            // A timed worker may now wait in the pool until the next deadline.
+            progress.flush();
+        }
+        let Some((session, mut pos)) = pool.acquire(&ctx).await else {
+            break;
+        };
         let stmts = ctx.plan.stmts(session);
         loop {
             if !ctx
