@@ -28,13 +28,9 @@ import pytest
 
 import dbgym
 from dbgym.dbms import registry
-from dbgym.dbms.docker_backend import (
-    LABEL_INSTANCE,
-    LABEL_OWNER_PID,
-    LABEL_WORKDIR,
-    DockerBackend,
-)
+from dbgym.dbms.docker_backend import DockerBackend
 from dbgym.dbms.docker_image import image_info
+from dbgym.dbms.docker_owners import LABEL_INSTANCE, LABEL_OWNER_PID, LABEL_WORKDIR
 from dbgym.dbms.images import DEFAULT_IMAGE
 from tests.conftest import docker_unavailable_reason
 

@@ -38,7 +38,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from dbgym.dbms import procs
 from dbgym.dbms.backend import (
     Backend,
     BackendOptions,
@@ -47,16 +46,17 @@ from dbgym.dbms.backend import (
     initdb_options,
 )
 from dbgym.dbms.docker_image import ImageInfo, image_info
+from dbgym.dbms.docker_owners import (
+    LABEL_INSTANCE,
+    LABEL_ROLE,
+    LABEL_WORKDIR,
+    owner_labels,
+    remove_instance_containers,
+    remove_orphans,
+)
 from dbgym.dbms.images import DEFAULT_IMAGE
 from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
 
-LABEL_WORKDIR = "dbgym.workdir"
-LABEL_INSTANCE = "dbgym.instance"
-LABEL_OWNER_PID = "dbgym.owner_pid"
-LABEL_OWNER_START = "dbgym.owner_start_time"
-LABEL_OWNER_HOST = "dbgym.owner_host"
-LABEL_BOOT_ID = "dbgym.boot_id"
-LABEL_ROLE = "dbgym.role"
 _SIGNALS = {"fast": "INT", "immediate": "QUIT"}
 _MEMORY = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
 _DEFAULT_SHM = 1 << 30  # PostgreSQL's parallel query uses /dev/shm; docker's default is 64MB
@@ -86,37 +86,6 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _owner_labels() -> dict[str, str]:
-    pid = os.getpid()
-    return {
-        LABEL_OWNER_PID: str(pid),
-        LABEL_OWNER_START: str(procs.start_time(pid)),
-        LABEL_OWNER_HOST: socket.gethostname(),
-        LABEL_BOOT_ID: _boot_id(),
-    }
-
-
-def _owner_dead(labels: dict[str, str]) -> bool:
-    """True only when the labels prove the owner process (on this machine) is gone."""
-    if labels.get(LABEL_OWNER_HOST) != socket.gethostname():
-        return False
-    if labels.get(LABEL_BOOT_ID) and labels.get(LABEL_BOOT_ID) != _boot_id():
-        return True  # rebooted since: every process of that boot is gone
-    try:
-        pid = int(labels[LABEL_OWNER_PID])
-    except (KeyError, ValueError):
-        return False
-    start = labels.get(LABEL_OWNER_START)
-    return not procs.is_alive(pid, int(start) if start and start.isdigit() else None)
 
 
 class DockerBackend(Backend):
@@ -228,7 +197,7 @@ class DockerBackend(Backend):
             LABEL_INSTANCE: self._tag,
             LABEL_WORKDIR: str(self._workdir),
             LABEL_ROLE: role,
-            **_owner_labels(),
+            **owner_labels(),
         }
 
     def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
@@ -484,13 +453,7 @@ class DockerBackend(Backend):
         tag, workdir = fields.get("container_tag"), fields.get("workdir")
         if not isinstance(tag, str) or not isinstance(workdir, str):
             return []
-        client = _client()
-        done = []
-        for c in client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={tag}"}):
-            if c.labels.get(LABEL_WORKDIR) == workdir:
-                c.remove(force=True, v=True)
-                done.append(f"removed container {c.name}")
-        return done
+        return remove_instance_containers(_client(), tag, workdir)
 
     @classmethod
     def find_unregistered_leftovers(cls) -> list[str]:
@@ -499,15 +462,7 @@ class DockerBackend(Backend):
             client = _client(timeout=10)
         except BackendUnavailableError:
             return []
-        done = []
-        for c in client.containers.list(all=True, filters={"label": LABEL_OWNER_PID}):
-            if _owner_dead(c.labels):
-                c.remove(force=True, v=True)
-                done.append(
-                    f"container {c.name} ({c.labels.get(LABEL_WORKDIR)}): owner pid "
-                    f"{c.labels.get(LABEL_OWNER_PID)} is dead, removed"
-                )
-        return done
+        return remove_orphans(client)
 
     @classmethod
     def doctor(cls) -> DoctorReport:
