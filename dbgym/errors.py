@@ -1,7 +1,21 @@
 """Errors users see. Every exception dbgym raises on purpose derives from DbgymError.
 
-Rust code raises these classes too (rust/python/errors.rs imports them by name), so
-adding a class here is how a new error kind becomes catchable from Python.
+The taxonomy has two families an environment (or any caller) can act on:
+
+- `InvalidArgumentError` (also a `ValueError`): the caller's mistake. A bad option, a knob
+  the server does not know, a malformed log or plan. Retrying the same call cannot help;
+  an environment lets it propagate out of `step`.
+- `InstanceError`: the server (or the machinery that runs it) failed. It did not start,
+  crashed, is closed, or its backend is unavailable, or a connection to it failed. An
+  environment turns it into a penalty, `info["error"]` and a recovery.
+
+Everything else (`WorkloadError`, `SnapshotError`, `ObservationError`, ...) is a domain
+error that is neither. Domain errors keep structured attributes: `TraceParseError.path /
+.line / .offset`, `PlanFormatError.plan_index / .path`, `KnobError.knob`.
+
+Rust code raises these classes too (rust/python/errors.rs imports each one once, through
+PyO3's `import_exception!`), so adding a class here is how a new error kind becomes
+catchable from Python. The CLI maps each family to one exit code (`exit_code`).
 """
 
 from __future__ import annotations
@@ -11,41 +25,45 @@ class DbgymError(Exception):
     """Base class of every error dbgym raises on purpose."""
 
 
-class BackendUnavailableError(DbgymError):
-    """A PostgreSQL backend (local binaries, Docker engine, image) cannot be used here."""
+# --- caller mistakes -------------------------------------------------------------------
 
 
-class ImageBuildError(DbgymError):
-    """`dbgym docker build-image` failed; the message holds the failing step and its log tail."""
+class InvalidArgumentError(DbgymError, ValueError):
+    """The caller passed something invalid (an option, a value, a file's contents).
+
+    Also a `ValueError`, so code that already catches `ValueError` keeps working.
+    """
 
 
-class PostgresStartError(DbgymError):
-    """A PostgreSQL server did not start; `log_lines` holds the relevant server-log lines."""
+class KnobError(InvalidArgumentError):
+    """A knob name or value is not valid for this server; `knob` names it when known."""
 
-    def __init__(self, message: str, log_lines: list[str] | None = None) -> None:
-        self.log_lines: list[str] = list(log_lines or [])
-        if self.log_lines:
-            message = message + "\nserver log:\n  " + "\n  ".join(self.log_lines)
+    def __init__(self, message: str, knob: str | None = None) -> None:
+        self.knob = knob
         super().__init__(message)
 
 
-class KnobError(DbgymError):
-    """A knob name or value is not valid for this server."""
+class TraceParseError(InvalidArgumentError):
+    """A workload source (log, SQL file) is malformed: the message names file, line, byte offset.
+
+    `path`, `line` (1-based) and `offset` (byte offset in the file) are also attributes when
+    known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        path: str | None = None,
+        line: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.path = path
+        self.line = line
+        self.offset = offset
+        super().__init__(message)
 
 
-class SnapshotError(DbgymError):
-    """A snapshot is missing or cannot be restored."""
-
-
-class TraceParseError(DbgymError):
-    """A workload source (log, SQL file) is malformed: the message names file, line, byte offset."""
-
-
-class WorkloadError(DbgymError):
-    """A workload or database state cannot be built, loaded or replayed."""
-
-
-class PlanFormatError(DbgymError):
+class PlanFormatError(InvalidArgumentError):
     """An EXPLAIN plan is malformed: the message names the plan index and the JSON path.
 
     `plan_index` (position in the batch) and `path` (JSON path, e.g.
@@ -60,10 +78,103 @@ class PlanFormatError(DbgymError):
         super().__init__(message)
 
 
-class PlanCatalogError(DbgymError):
+class PlanCatalogError(InvalidArgumentError):
     """A plan catalog is invalid (duplicate names) or its serialized form is unreadable."""
+
+
+class SpecError(InvalidArgumentError):
+    """A spec (instance, state, workload, replay options) is invalid; `key` names the field."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+# --- server faults ---------------------------------------------------------------------
+
+
+class InstanceError(DbgymError):
+    """The PostgreSQL server, or the backend that runs it, failed (not the caller's fault)."""
+
+
+class BackendUnavailableError(InstanceError):
+    """A PostgreSQL backend (local binaries, Docker engine, image) cannot be used here."""
+
+
+class PostgresStartError(InstanceError):
+    """A PostgreSQL server did not start; `log_lines` holds the relevant server-log lines."""
+
+    def __init__(self, message: str, log_lines: list[str] | None = None) -> None:
+        self.log_lines: list[str] = list(log_lines or [])
+        if self.log_lines:
+            message = message + "\nserver log:\n  " + "\n  ".join(self.log_lines)
+        super().__init__(message)
+
+
+class ServerCrashedError(InstanceError):
+    """The server went away (killed, crashed, container died) while it was in use."""
+
+
+class InstanceClosedError(InstanceError):
+    """The instance (or session) was closed; it cannot be used any more."""
+
+
+class ConnectError(InstanceError):
+    """A connection to a server failed. The message names host, port, user and database
+    (never the password), the SQLSTATE and the server's message when there is one; they are
+    also attributes."""
+
+    def __init__(
+        self,
+        message: str,
+        host: str | None = None,
+        port: int | None = None,
+        user: str | None = None,
+        database: str | None = None,
+        sqlstate: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.user = user
+        self.database = database
+        self.sqlstate = sqlstate
+        super().__init__(message)
+
+
+# --- domain errors ---------------------------------------------------------------------
+
+
+class ImageBuildError(DbgymError):
+    """`dbgym docker build-image` failed; the message holds the failing step and its log tail."""
+
+
+class SnapshotError(DbgymError):
+    """A snapshot is missing or cannot be restored."""
+
+
+class WorkloadError(DbgymError):
+    """A workload or database state cannot be built, loaded or replayed."""
 
 
 class ObservationError(DbgymError):
     """An observation cannot be built or does not fit its space (e.g. a plan with more nodes
     than a padded plan space holds, a knob without a numeric range, a stats view missing)."""
+
+
+# --- the CLI's one exit-code table -----------------------------------------------------
+
+#: Exit codes of the `dbgym` command, most specific class first (see `exit_code`).
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (KeyboardInterrupt, 130),
+    (InvalidArgumentError, 2),
+    (InstanceError, 3),
+    (DbgymError, 1),
+)
+
+
+def exit_code(error: BaseException) -> int:
+    """The `dbgym` command's exit code for `error` (1 for anything not in EXIT_CODES)."""
+    for cls, code in EXIT_CODES:
+        if isinstance(error, cls):
+            return code
+    return 1
