@@ -32,7 +32,7 @@ import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
 
 import dbgym
-from dbgym.workload.benchmarks import pgbench
+from dbgym.benchmarks import pgbench
 
 CLIENTS = 8
 # Rounds per protocol: the simple protocol's margin over the bar is the thinner one (medians

@@ -1,44 +1,81 @@
-"""dbgym: a database gym. Gymnasium environments on a real PostgreSQL, with a Rust core.
+"""dbgym: a database gym. PostgreSQL servers, workloads, replay and plan features for
+autonomous-DBMS research, with a Rust core (`dbgym._core`).
 
-The public API is what this module re-exports; everything else may change.
+The public API is what this module exports (`__all__`); everything else may change.
+Names are imported lazily on first use (PEP 562), so `import dbgym` is cheap and no
+submodule imports the package root back: extension users import `dbgym._core`, and the
+pipeline's packages (dbms, state, workload, replay, observe, plans, spaces) import each
+other only downstream.
 """
 
 from __future__ import annotations
 
-from dbgym import errors
-from dbgym._core import __version__ as core_version
-from dbgym.dbms import KnobChange, PostgresInstance
-from dbgym.plans import CollectedPlan, PlanBatch, PlanCatalog, collect_plans, featurize
-from dbgym.spaces import (
-    GraphPlanObservation,
-    KnobStateObserver,
-    MetricsObserver,
-    PaddedPlanObservation,
-)
-from dbgym.workload.replay import ReplayResult, ReplaySummary, replay
-from dbgym.workload.state import DatabaseState
-from dbgym.workload.workload import Workload
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    __version__: str = version("dbgym")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
 
-__all__ = [
-    "CollectedPlan",
-    "DatabaseState",
-    "GraphPlanObservation",
-    "KnobChange",
-    "KnobStateObserver",
-    "MetricsObserver",
-    "PaddedPlanObservation",
-    "PlanBatch",
-    "PlanCatalog",
-    "PostgresInstance",
-    "ReplayResult",
-    "ReplaySummary",
-    "Workload",
-    "__version__",
-    "collect_plans",
-    "core_version",
-    "errors",
-    "featurize",
-    "replay",
-]
+#: Public name -> the module that defines it.
+_EXPORTS: dict[str, str] = {
+    "CollectedPlan": "dbgym.observe.plans",
+    "DatabaseState": "dbgym.state.database_state",
+    "GraphPlanObservation": "dbgym.spaces.plan",
+    "KnobChange": "dbgym.dbms.knobs",
+    "KnobStateObserver": "dbgym.observe.knobs",
+    "MetricsObserver": "dbgym.observe.metrics",
+    "PaddedPlanObservation": "dbgym.spaces.plan",
+    "PlanBatch": "dbgym.plans.featurize",
+    "PlanCatalog": "dbgym.plans.catalog",
+    "PostgresInstance": "dbgym.dbms.instance",
+    "ReplayResult": "dbgym.replayer.run",
+    "ReplaySummary": "dbgym.replayer.run",
+    "Workload": "dbgym.workload.workload",
+    "collect_plans": "dbgym.observe.plans",
+    "featurize": "dbgym.plans.featurize",
+    "replay": "dbgym.replayer.run",
+}
+
+if TYPE_CHECKING:
+    from dbgym import errors as errors
+    from dbgym.dbms.instance import PostgresInstance as PostgresInstance
+    from dbgym.dbms.knobs import KnobChange as KnobChange
+    from dbgym.observe.knobs import KnobStateObserver as KnobStateObserver
+    from dbgym.observe.metrics import MetricsObserver as MetricsObserver
+    from dbgym.observe.plans import CollectedPlan as CollectedPlan
+    from dbgym.observe.plans import collect_plans as collect_plans
+    from dbgym.plans.catalog import PlanCatalog as PlanCatalog
+    from dbgym.plans.featurize import PlanBatch as PlanBatch
+    from dbgym.plans.featurize import featurize as featurize
+    from dbgym.replayer.run import ReplayResult as ReplayResult
+    from dbgym.replayer.run import ReplaySummary as ReplaySummary
+    from dbgym.replayer.run import replay as replay
+    from dbgym.spaces.plan import GraphPlanObservation as GraphPlanObservation
+    from dbgym.spaces.plan import PaddedPlanObservation as PaddedPlanObservation
+    from dbgym.state.database_state import DatabaseState as DatabaseState
+    from dbgym.workload.workload import Workload as Workload
+
+    core_version: str
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name == "core_version":
+        value = importlib.import_module("dbgym._core").__version__
+    elif name == "errors":
+        value = importlib.import_module("dbgym.errors")
+    else:
+        raise AttributeError(f"module 'dbgym' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+__all__ = [*sorted(_EXPORTS), "__version__", "core_version", "errors"]

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dbgym.dbms import procs, registry
+from dbgym.dbms import instance_registry, procs
 
 
 def processes_using(datadir: Path) -> list[int]:
@@ -49,7 +49,7 @@ def leftovers(fields: dict[str, Any]) -> list[str]:
         left.append(f"container {cid}")
     if Path(fields["workdir"]).exists():
         left.append(f"workdir {fields['workdir']}")
-    if any(entry.get("id") == fields["id"] for _, entry in registry.read_entries()):
+    if any(entry.get("id") == fields["id"] for _, entry in instance_registry.read_entries()):
         left.append(f"registry entry {fields['id']}")
     return left
 

@@ -3,7 +3,7 @@
 A PostgresInstance with TPC-H (scale 0.01, dbgym's generator) and pgbench (scale 1)
 loaded; the 22 TPC-H queries, pgbench's tpcb-like statements and extra shapes (CTEs,
 recursive CTEs, window functions, set operations, subplans, locking, DML), each explained
-under several planner settings and EXPLAIN option sets with dbgym.plans.collect's
+under several planner settings and EXPLAIN option sets with dbgym.observe.plans's
 explain_one (DML under ANALYZE runs inside a transaction that is rolled back). EXPLAIN
 ANALYZE runs that hit the 5 s statement timeout (forced nested loops) are left out.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import psycopg
 
 from dbgym import PostgresInstance, Workload
-from dbgym.plans.collect import explain_one
-from dbgym.workload.benchmarks import pgbench, tpch
+from dbgym.benchmarks import pgbench, tpch
+from dbgym.observe.plans import explain_one
 
 #: Indexes beyond the TPC-H loader's keys, for more scan shapes (index-only, bitmap).
 EXTRA_INDEXES = (

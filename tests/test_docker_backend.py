@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 import dbgym
-from dbgym.dbms import registry
+from dbgym.dbms import instance_registry
 from dbgym.dbms.docker_backend import DockerBackend
 from dbgym.dbms.docker_image import image_info
 from dbgym.dbms.docker_owners import LABEL_INSTANCE, LABEL_OWNER_PID, LABEL_WORKDIR
@@ -149,7 +149,7 @@ def test_clean_removes_unregistered_container_of_dead_owner(client: Any) -> None
     try:
         with dbgym.PostgresInstance.launch(backend="docker") as mine:
             # forget the dead owner's registry entry: only the labels are left to go by
-            registry.remove_entry(info["id"])
+            instance_registry.remove_entry(info["id"])
             DockerBackend.find_unregistered_leftovers()
             # (another test session on this engine may have run `dbgym clean` first, by
             # the same rule; either way the dead owner's container must be gone now)

@@ -12,8 +12,8 @@ import pytest
 
 import dbgym
 from dbgym.errors import PlanFormatError
+from dbgym.observe.plans import explain_one
 from dbgym.plans import PlanBatch, PlanCatalog, featurize, parse_plans_only
-from dbgym.plans.collect import explain_one
 from dbgym.plans.reference import featurize_reference
 from tests.plan_corpus import CapturedPlan, corpus, corpus_server
 

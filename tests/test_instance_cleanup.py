@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dbgym.dbms import procs, registry
+from dbgym.dbms import instance_registry, procs
 from dbgym.dbms.instance import default_workdir_base
 from tests.instance_checks import leftovers, processes_using
 
@@ -64,7 +64,7 @@ def test_clean_removes_what_a_killed_process_left(backend: str) -> None:
     child.wait(timeout=30)
     # The owner is dead, its server and files are still there...
     assert processes_using(Path(fields["datadir"])) or fields.get("container_id")
-    report = registry.clean()
+    report = instance_registry.clean()
     assert any(fields["id"] in line for line in report.removed), report
     assert leftovers(fields) == []
 
@@ -73,7 +73,7 @@ def test_clean_leaves_live_instances_alone(backend: str) -> None:
     child = spawn(backend, "sleep")
     try:
         fields = launched(child)
-        report = registry.clean()
+        report = instance_registry.clean()
         assert not any(fields["id"] in line for line in report.removed)
         assert any(fields["id"] in line for line in report.live)
         remaining = leftovers(fields)
@@ -119,7 +119,7 @@ def test_ctrl_c_during_launch_leaves_nothing(backend: str) -> None:
         assert "KeyboardInterrupt" in err and "launch" in err, err[-2000:]
         assert list(base.iterdir()) == []
         assert processes_using(base) == []
-        mine = [e for _, e in registry.read_entries() if e.get("owner_pid") == child.pid]
+        mine = [e for _, e in instance_registry.read_entries() if e.get("owner_pid") == child.pid]
         assert mine == []
     finally:
         for pid in processes_using(base):

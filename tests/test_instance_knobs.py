@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 import dbgym
+from dbgym.dbms import instance_registry
 from dbgym.dbms import knobs as kn
-from dbgym.dbms import registry
 from dbgym.errors import KnobError, PostgresStartError
 
 
@@ -136,7 +136,11 @@ def test_launch_with_knobs(backend: str) -> None:
 
 def test_launch_with_bad_knob_fails_cleanly(backend: str) -> None:
     def mine() -> list[str]:
-        return [e["workdir"] for _, e in registry.read_entries() if e["owner_pid"] == os.getpid()]
+        return [
+            e["workdir"]
+            for _, e in instance_registry.read_entries()
+            if e["owner_pid"] == os.getpid()
+        ]
 
     before = mine()
     with pytest.raises(KnobError, match="did you mean shared_buffers"):

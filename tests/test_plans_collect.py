@@ -8,7 +8,8 @@ import json
 import pytest
 
 from dbgym import Workload
-from dbgym.plans import collect_plans, featurize
+from dbgym.observe import collect_plans
+from dbgym.plans import featurize
 from tests.plan_corpus import TPCH_SCALE, corpus_server
 
 

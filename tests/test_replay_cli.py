@@ -11,7 +11,7 @@ import pytest
 
 import dbgym
 from dbgym.errors import WorkloadError
-from dbgym.workload.replay_cli import parse_settings, replay_source
+from dbgym.replayer.cli import parse_settings, replay_source
 
 DBGYM = [sys.executable, "-m", "dbgym"]
 

@@ -17,7 +17,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 import dbgym
 from dbgym.errors import WorkloadError
-from dbgym.workload.replay_cli import replay_source
+from dbgym.replayer.cli import replay_source
 from tests.trace_server import LoggingServer
 
 RECORD = [

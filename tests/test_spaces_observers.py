@@ -11,7 +11,7 @@ import pytest
 
 from dbgym import PostgresInstance
 from dbgym.errors import ObservationError
-from dbgym.spaces import KnobStateObserver, MetricsObserver
+from dbgym.observe import KnobStateObserver, MetricsObserver
 from tests.plan_corpus import corpus_server
 
 

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 import dbgym
+from dbgym.benchmarks import pgbench, tpch
+from dbgym.dbms.client_tools import conninfo_and_env, find_client
 from dbgym.errors import WorkloadError
-from dbgym.workload.benchmarks import pgbench, tpch
-from dbgym.workload.pgtools import conninfo_and_env, find_client
-from dbgym.workload.state_cache import StateCache
+from dbgym.state.cache import StateCache
 from tests.db_checks import checksums, counts, new_database
 
 

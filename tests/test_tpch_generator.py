@@ -7,10 +7,9 @@ import hashlib
 import pytest
 
 import dbgym
-from dbgym import _core
+from dbgym import _core, benchmarks
+from dbgym.benchmarks import pgbench, tpch
 from dbgym.errors import WorkloadError
-from dbgym.workload import benchmarks
-from dbgym.workload.benchmarks import pgbench, tpch
 
 SPEC_SF_001 = {
     "region": 5,
@@ -96,7 +95,7 @@ def test_pgbench_trace_and_bad_options() -> None:
 
 
 def test_benchmark_workloads_carry_templatizer_templates() -> None:
-    w = dbgym.Workload.benchmark("tpch", scale=0.1, seed=9, streams=3)
+    w = dbgym.dbgym.Workload.benchmark("tpch", scale=0.1, seed=9, streams=3)
     assert len(w) == 66 and len(w.sessions) == 3
     templates = w.templates()
     assert [t.id for t in templates] == list(range(22))
@@ -106,11 +105,11 @@ def test_benchmark_workloads_carry_templatizer_templates() -> None:
         # template id = query number - 1, and the text is what the templatizer makes of the SQL
         assert st.sql == tpch.query(st.template_id + 1, 0.1, 9, st.session)
         assert _core.templatize(st.sql)[0] == templates[st.template_id].text
-    p = benchmarks.workload("pgbench", script="tpcb-like", clients=2, transactions=4)
+    p = dbgym.Workload.benchmark("pgbench", script="tpcb-like", clients=2, transactions=4)
     assert len(p) == 56 and len(p.sessions) == 2
     texts = [t.text for t in p.templates()]
     assert "select abalance from pgbench_accounts where aid = $1" in texts
     assert len(texts) == 7
-    simple = benchmarks.workload("pgbench", script="select-only", transactions=2)
+    simple = dbgym.Workload.benchmark("pgbench", script="select-only", transactions=2)
     assert simple.statement(0).sql.startswith("SELECT abalance FROM pgbench_accounts WHERE aid = ")
     assert simple.statement(0).sql.endswith(";")

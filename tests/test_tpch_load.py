@@ -10,8 +10,8 @@ import pytest
 
 import dbgym
 from dbgym import _core
+from dbgym.benchmarks import tpch
 from dbgym.errors import WorkloadError
-from dbgym.workload.benchmarks import tpch
 from tests.db_checks import checksums, counts, new_database
 
 SCALE = 0.01

@@ -116,7 +116,7 @@ def test_inspect_cli(tmp_path: Path) -> None:
 
 
 def test_inspect_functions() -> None:
-    from dbgym.workload.inspect import load_source, summarize
+    from dbgym.workload.describe import load_source, summarize
 
     s = summarize(load_source(DATA / "pg15.log"), top=2)
     assert (s.format, s.statements, s.sessions, s.templates) == ("stderr", 66, 8, 39)

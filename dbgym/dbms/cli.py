@@ -31,7 +31,7 @@ def doctor_cmd() -> None:
 
 def clean_cmd() -> None:
     """Remove servers, containers and files left by dbgym processes that died."""
-    from dbgym.dbms.registry import clean
+    from dbgym.dbms.instance_registry import clean
 
     report = clean()
     for line in report.removed:

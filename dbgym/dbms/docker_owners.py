@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from dbgym.dbms import procs
+import dbgym.dbms.procs as procs
 
 LABEL_WORKDIR = "dbgym.workdir"
 LABEL_INSTANCE = "dbgym.instance"

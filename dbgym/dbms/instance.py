@@ -21,10 +21,12 @@ from typing import Any
 
 import psycopg
 
-from dbgym.dbms import datadir as dd
-from dbgym.dbms import filecopy, lifecycle, registry
-from dbgym.dbms import knobs as kn
-from dbgym.dbms import snapshot as snap
+import dbgym.dbms.datadir as dd
+import dbgym.dbms.filecopy as filecopy
+import dbgym.dbms.instance_registry as instance_registry
+import dbgym.dbms.knobs as kn
+import dbgym.dbms.lifecycle as lifecycle
+import dbgym.dbms.snapshot as snap
 from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
 from dbgym.errors import DbgymError, KnobError, PostgresStartError, SnapshotError
 
@@ -169,10 +171,10 @@ class PostgresInstance:
             "owned_paths": _OWNED_PATHS,
             "port": self.port,
             "created": self._created_at,
-            **registry.owner_identity(),
+            **instance_registry.owner_identity(),
         }
         entry.update(self._backend.registry_fields())
-        registry.write_entry(self.id, entry)
+        instance_registry.write_entry(self.id, entry)
 
     # -- server lifecycle -------------------------------------------------------------
     def _start(self) -> None:
@@ -496,14 +498,14 @@ class PostgresInstance:
                 self._backend.remove()
             finally:
                 if not keep:
-                    registry.remove_instance_files(
+                    instance_registry.remove_instance_files(
                         {
                             "workdir": str(self.workdir),
                             "created_workdir": self._created_workdir,
                             "owned_paths": _OWNED_PATHS,
                         }
                     )
-                registry.remove_entry(self.id)
+                instance_registry.remove_entry(self.id)
                 lifecycle.untrack(self)
 
     @property

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from dbgym.dbms import procs
+import dbgym.dbms.procs as procs
 from dbgym.dbms.backend import (
     Backend,
     BackendOptions,

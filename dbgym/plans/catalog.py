@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
 
-from dbgym import _core
+import dbgym._core as _core
+from dbgym.types import SupportsConnect
 
 _RELATIONS_SQL = """
 SELECT DISTINCT c.relname
@@ -44,12 +45,6 @@ WHERE c.relkind IN ('r', 'p', 'm', 'f') AND a.attnum > 0 AND NOT a.attisdropped
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
 ORDER BY 1
 """
-
-
-class SupportsConnect(Protocol):
-    """Anything with `.connect()` returning a psycopg connection (e.g. PostgresInstance)."""
-
-    def connect(self, **kwargs: Any) -> psycopg.Connection[Any]: ...
 
 
 class PlanCatalog:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from dbgym import _core
+import dbgym._core as _core
 from dbgym.plans.catalog import PlanCatalog
 
 Encoding = Literal["qppnet", "tcnn"]

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from dbgym.replayer.cli import register_replay
+from dbgym.state.cli import register_state
 from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
-from dbgym.workload.replay_cli import register_replay
-from dbgym.workload.state_cli import register_state
 
 workload_app = typer.Typer(
     name="workload", help="Workloads: inspect logs and SQL, replay them.", no_args_is_help=True
@@ -36,7 +36,7 @@ def _register_inspect(group: typer.Typer) -> None:
     ) -> None:
         """Counts, sessions and the most frequent templates of a workload source."""
         from dbgym.errors import DbgymError
-        from dbgym.workload.inspect import load_source, render, summarize
+        from dbgym.workload.describe import load_source, render, summarize
 
         try:
             w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)

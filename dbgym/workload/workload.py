@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dbgym import _core
+import dbgym._core as _core
+from dbgym import benchmarks
 from dbgym.errors import TraceParseError, WorkloadError
 
 #: Logs at least this big show a progress bar while they are read.
@@ -111,7 +112,7 @@ class Workload:
                 show = p.stat().st_size >= PROGRESS_MIN_BYTES
             except OSError:
                 show = False
-        from dbgym.workload.progress import progress_bars
+        from dbgym.progress import progress_bars
 
         with progress_bars("reading", enabled=show) as bar:
 
@@ -139,9 +140,7 @@ class Workload:
     @classmethod
     def benchmark(cls, name: str, **kw: Any) -> Workload:
         """A built-in benchmark's workload: "tpch" (scale, seed, streams, ...) or "pgbench"
-        (script, scale, clients, transactions, protocol, ...); see dbgym.workload.benchmarks."""
-        from dbgym.workload import benchmarks
-
+        (script, scale, clients, transactions, protocol, ...); see dbgym.benchmarks."""
         return cls(benchmarks.trace(name, **kw), source=f"benchmark:{name}")
 
     # -- contents ---------------------------------------------------------------------

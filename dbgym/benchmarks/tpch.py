@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg.rows import TupleRow
 
-from dbgym import _core
+import dbgym._core as _core
 from dbgym.errors import WorkloadError
-from dbgym.workload.progress import ProgressFn
+from dbgym.progress import ProgressFn
 
 TABLES: tuple[str, ...] = (
     "region",

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from psycopg import sql
 
 from dbgym.errors import ObservationError
-from dbgym.plans.catalog import SupportsConnect
+from dbgym.types import SupportsConnect
 
 #: Postgres type OIDs of numeric columns: int2, int4, int8, float4, float8, numeric.
 _NUMERIC_OIDS = frozenset({21, 23, 20, 700, 701, 1700})

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows
 from dbgym.errors import ObservationError
-from dbgym.plans.catalog import SupportsConnect
+from dbgym.types import SupportsConnect
 
 #: Ranges with hi / max(lo, 1) at least this large are log-scaled.
 LOG_SCALE_RATIO = 1000.0

@@ -18,7 +18,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from dbgym import _core
+import dbgym._core as _core
 from dbgym.errors import WorkloadError
 
 SettingValue = str | int | float | bool

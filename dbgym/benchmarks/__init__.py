@@ -2,30 +2,20 @@
 
 `trace(name, **kw)` builds the benchmark's workload trace in Rust:
 - "tpch": scale, seed, streams (sessions), queries (numbers 1..22), shuffle -> one session per
-  stream, template id = query number - 1 (see dbgym.workload.benchmarks.tpch.trace).
+  stream, template id = query number - 1 (see dbgym.benchmarks.tpch.trace).
 - "pgbench": script ("tpcb-like" | "select-only"), scale, clients, transactions, protocol
-  ("simple" | "extended"), rate, seed (see dbgym.workload.benchmarks.pgbench.trace).
+  ("simple" | "extended"), rate, seed (see dbgym.benchmarks.pgbench.trace).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from dbgym import _core
+import dbgym._core as _core
+from dbgym.benchmarks import pgbench, tpch
 from dbgym.errors import WorkloadError
-from dbgym.workload.benchmarks import pgbench, tpch
-
-if TYPE_CHECKING:
-    from dbgym.workload.workload import Workload
 
 BENCHMARKS: tuple[str, ...] = ("tpch", "pgbench")
-
-
-def workload(name: str, **kw: Any) -> Workload:
-    """The benchmark's workload as a `dbgym.Workload` (same as `Workload.benchmark`)."""
-    from dbgym.workload.workload import Workload
-
-    return Workload.benchmark(name, **kw)
 
 
 def trace(name: str, **kw: Any) -> _core.Trace:

@@ -36,7 +36,7 @@ def build_cmd(
 ) -> None:
     """Builds a benchmark database once and stores it in the cache (no-op when cached)."""
     from dbgym.errors import DbgymError
-    from dbgym.workload.state import DatabaseState
+    from dbgym.state.database_state import DatabaseState
 
     try:
         state = DatabaseState.benchmark(benchmark, scale=scale, seed=seed, cache_dir=cache_dir)
@@ -54,7 +54,7 @@ def build_cmd(
 @state_app.command("list")
 def list_cmd(cache_dir: CacheDir = None) -> None:
     """Lists cached states: key, parameters, server version, size."""
-    from dbgym.workload.state_cache import StateCache
+    from dbgym.state.cache import StateCache
 
     cache = StateCache(cache_dir)
     entries = cache.entries()
@@ -72,7 +72,7 @@ def clear_cmd(
     cache_dir: CacheDir = None,
 ) -> None:
     """Removes cached states (and temp dirs of writers that died)."""
-    from dbgym.workload.state_cache import StateCache
+    from dbgym.state.cache import StateCache
 
     cache = StateCache(cache_dir)
     targets = [e.path.name for e in cache.entries()] if all_ else list(keys or [])

@@ -22,7 +22,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from dbgym.plans.catalog import SupportsConnect
+from dbgym.types import SupportsConnect
 from dbgym.workload.workload import Workload
 
 #: Statement kinds EXPLAIN accepts (first keyword).

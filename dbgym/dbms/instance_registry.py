@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dbgym.dbms import procs
+import dbgym.dbms.procs as procs
 from dbgym.dbms.backend import BACKENDS, backend_class
 from dbgym.errors import BackendUnavailableError, DbgymError
 

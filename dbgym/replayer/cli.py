@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from dbgym import _core
+import dbgym._core as _core
 from dbgym.errors import WorkloadError
+from dbgym.replayer.run import Identity, ReplayResult, replay
 from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
-from dbgym.workload.replay import Identity, ReplayResult, replay
 
 
 def load_trace(
@@ -23,7 +23,7 @@ def load_trace(
     lenient: bool = False,
 ) -> _core.Trace:
     """A server log (stderr/csvlog/jsonlog), a .sql file or a directory of them."""
-    from dbgym.workload.inspect import load_source
+    from dbgym.workload.describe import load_source
 
     if not source.exists():
         raise WorkloadError(f"{source}: no such file or directory")

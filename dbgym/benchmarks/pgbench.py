@@ -13,11 +13,11 @@ from pathlib import Path
 
 import psycopg
 
-from dbgym import _core
+import dbgym._core as _core
+from dbgym.benchmarks.tpch import LoadReport
+from dbgym.dbms.client_tools import conninfo_and_env, find_client, run_streaming
 from dbgym.errors import WorkloadError
-from dbgym.workload.benchmarks.tpch import LoadReport
-from dbgym.workload.pgtools import conninfo_and_env, find_client, run_streaming
-from dbgym.workload.progress import ProgressFn
+from dbgym.progress import ProgressFn
 
 TABLES: tuple[str, ...] = (
     "pgbench_accounts",

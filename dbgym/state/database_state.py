@@ -23,14 +23,14 @@ from typing import Any
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from dbgym.benchmarks import pgbench, tpch
+from dbgym.benchmarks.tpch import LoadReport
 from dbgym.dbms.binaries import find_binaries
 from dbgym.dbms.instance import PostgresInstance
 from dbgym.errors import WorkloadError
-from dbgym.workload.benchmarks import pgbench, tpch
-from dbgym.workload.benchmarks.tpch import LoadReport
-from dbgym.workload.progress import progress_bars
-from dbgym.workload.restore import copy_database, dump_format, restore_dump
-from dbgym.workload.state_cache import Entry, StateCache
+from dbgym.progress import progress_bars
+from dbgym.state.cache import Entry, StateCache
+from dbgym.state.dump import copy_database, dump_format, restore_dump
 
 
 def _hide_password(dsn: str) -> str:
