@@ -54,7 +54,7 @@ from dbgym.dbms.docker_owners import (
     remove_instance_containers,
     remove_orphans,
 )
-from dbgym.dbms.images import DEFAULT_IMAGE
+from dbgym.dbms.images import DEFAULT_IMAGE, docker_client
 from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
 
 _SIGNALS = {"fast": "INT", "immediate": "QUIT"}
@@ -77,8 +77,6 @@ done
 
 
 def _client(timeout: int = 60) -> Any:
-    from dbgym.dbms.image_build import docker_client
-
     return docker_client(timeout)
 
 

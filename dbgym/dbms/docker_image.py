@@ -18,7 +18,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Any
 
-from dbgym.dbms.image_build import IMAGE_KIND_LABEL, LABEL_PG_MAJOR, LABEL_POSTGRES_UID
+from dbgym.dbms.images import IMAGE_KIND_LABEL, LABEL_PG_MAJOR, LABEL_POSTGRES_UID
 from dbgym.errors import BackendUnavailableError
 
 _cache: dict[str, ImageInfo] = {}

@@ -27,7 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from dbgym.dbms.images import DEFAULT_IMAGE
+from dbgym.dbms.images import (
+    DEFAULT_IMAGE,
+    IMAGE_KIND_LABEL,
+    LABEL_PG_MAJOR,
+    LABEL_POSTGRES_UID,
+    docker_client,
+)
 from dbgym.errors import BackendUnavailableError, ImageBuildError
 
 SUITE = "bookworm"
@@ -38,10 +44,7 @@ POSTGRES_GID = 999
 BIN_DIR = f"/usr/lib/postgresql/{PG_MAJOR}/bin"
 PGDATA = "/var/lib/postgresql/data"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-IMAGE_KIND_LABEL = "dbgym.image"
 # Image labels the docker backend reads (see dbgym/dbms/docker_backend.py).
-LABEL_PG_MAJOR = "dbgym.pg_major"
-LABEL_POSTGRES_UID = "dbgym.postgres_uid"
 LABEL_BIN_DIR = "dbgym.bin_dir"
 
 # Trimmed from the root: nothing PostgreSQL needs at run time (zoneinfo stays: Debian's
@@ -136,18 +139,6 @@ def _parse_sources(text: str, deb822: bool) -> Iterator[tuple[str, list[str]]]:
             words = re.sub(r"\[[^\]]*\]", "", line.split("#", 1)[0]).split()
             if len(words) >= 3 and words[0] == "deb":
                 yield words[1], [words[2]]
-
-
-def docker_client(timeout: int = 600) -> Any:
-    """A docker SDK client, or BackendUnavailableError saying why the engine is unreachable."""
-    try:
-        import docker
-
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except Exception as e:
-        raise BackendUnavailableError(f"the Docker engine is not reachable: {e}") from e
-    return client
 
 
 def image_exists(tag: str = DEFAULT_IMAGE, client: Any = None) -> bool:
