@@ -24,6 +24,7 @@ _EXPORTS: dict[str, str] = {
     "CollectedPlan": "dbgym.observe.plans",
     "DatabaseState": "dbgym.state.database_state",
     "GraphPlanObservation": "dbgym.spaces.plan",
+    "InstanceSpec": "dbgym.dbms.spec",
     "KnobChange": "dbgym.dbms.knobs",
     "KnobStateObserver": "dbgym.observe.knobs",
     "MetricsObserver": "dbgym.observe.metrics",
@@ -31,9 +32,12 @@ _EXPORTS: dict[str, str] = {
     "PlanBatch": "dbgym.plans.featurize",
     "PlanCatalog": "dbgym.plans.catalog",
     "PostgresInstance": "dbgym.dbms.instance",
+    "ReplayOptions": "dbgym.replayer.options",
     "ReplayResult": "dbgym.replayer.run",
     "ReplaySummary": "dbgym.replayer.run",
+    "StateSpec": "dbgym.state.spec",
     "Workload": "dbgym.workload.workload",
+    "WorkloadSpec": "dbgym.workload.spec",
     "collect_plans": "dbgym.observe.plans",
     "featurize": "dbgym.plans.featurize",
     "replay": "dbgym.replayer.run",
@@ -43,6 +47,7 @@ if TYPE_CHECKING:
     from dbgym import errors as errors
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
+    from dbgym.dbms.spec import InstanceSpec as InstanceSpec
     from dbgym.observe.knobs import KnobStateObserver as KnobStateObserver
     from dbgym.observe.metrics import MetricsObserver as MetricsObserver
     from dbgym.observe.plans import CollectedPlan as CollectedPlan
@@ -50,12 +55,15 @@ if TYPE_CHECKING:
     from dbgym.plans.catalog import PlanCatalog as PlanCatalog
     from dbgym.plans.featurize import PlanBatch as PlanBatch
     from dbgym.plans.featurize import featurize as featurize
+    from dbgym.replayer.options import ReplayOptions as ReplayOptions
     from dbgym.replayer.run import ReplayResult as ReplayResult
     from dbgym.replayer.run import ReplaySummary as ReplaySummary
     from dbgym.replayer.run import replay as replay
     from dbgym.spaces.plan import GraphPlanObservation as GraphPlanObservation
     from dbgym.spaces.plan import PaddedPlanObservation as PaddedPlanObservation
     from dbgym.state.database_state import DatabaseState as DatabaseState
+    from dbgym.state.spec import StateSpec as StateSpec
+    from dbgym.workload.spec import WorkloadSpec as WorkloadSpec
     from dbgym.workload.workload import Workload as Workload
 
     core_version: str

@@ -111,5 +111,5 @@ def test_init_from_rejects_non_datadir(tmp_path: Path) -> None:
 
 
 def test_unknown_backend_is_clear() -> None:
-    with pytest.raises(dbgym.errors.BackendUnavailableError, match="unknown backend 'nope'"):
+    with pytest.raises(dbgym.errors.InvalidArgumentError, match="unknown backend 'nope'"):
         dbgym.PostgresInstance.launch(backend="nope")

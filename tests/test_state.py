@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -13,7 +14,8 @@ import pytest
 import dbgym
 from dbgym.benchmarks import pgbench, tpch
 from dbgym.dbms.client_tools import conninfo_and_env, find_client
-from dbgym.errors import WorkloadError
+from dbgym.dbms.spec import InstanceSpec
+from dbgym.errors import InvalidArgumentError, SpecError, WorkloadError
 from dbgym.state.cache import StateCache
 from tests.db_checks import checksums, counts, new_database
 
@@ -41,7 +43,7 @@ def test_cache_hit_is_much_faster_and_identical(tmp_path: Path) -> None:
     state = dbgym.DatabaseState.benchmark("tpch", scale=0.05, seed=3, cache_dir=tmp_path)
     assert state.cached() is None
     t0 = time.perf_counter()
-    first = state.launch(progress=False, knobs={"work_mem": "7MB"})
+    first = state.launch(InstanceSpec(knobs={"work_mem": "7MB"}), progress=False)
     build = time.perf_counter() - t0
     try:
         built = checksums(first.dsn, list(tpch.TABLES))
@@ -116,8 +118,12 @@ def test_dump_states_are_cached_by_content(tmp_path: Path) -> None:
         "CREATE TABLE t (x int PRIMARY KEY);\nINSERT INTO t SELECT generate_series(1, 500);\n"
     )
     state = dbgym.DatabaseState.from_dump(dump, cache_dir=tmp_path / "cache")
-    with state.launch(progress=False) as first:
+    with (
+        pytest.warns(DeprecationWarning, match=r"InstanceSpec\(knobs=\.\.\.\)"),
+        state.launch(progress=False, knobs={"work_mem": "5MB"}) as first,
+    ):
         version = first.server_version_num
+        assert first.settings()["work_mem"] == str(5 * 1024), "old keywords still work"
     entry = state.cached(version)
     assert entry is not None and entry.meta["kind"] == "dump"
     with state.launch(progress=False) as again:
@@ -132,13 +138,16 @@ def test_bad_states_raise_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "x.sql.gz").write_bytes(b"\x1f\x8b\x08\x00junk")
     with pytest.raises(WorkloadError, match="gzip"):
         dbgym.DatabaseState.from_dump(tmp_path / "x.sql.gz")
-    with pytest.raises(WorkloadError, match="unknown benchmark 'tpcc'"):
+    with pytest.raises(InvalidArgumentError, match="unknown benchmark 'tpcc'"):
         dbgym.DatabaseState.benchmark("tpcc")
-    with pytest.raises(WorkloadError, match="scale must be in"):
+    with pytest.raises(SpecError, match="scale must be in") as info:
         dbgym.DatabaseState.benchmark("tpch", scale=0)
-    with pytest.raises(WorkloadError, match="positive integer"):
+    assert info.value.key == "scale"
+    with pytest.raises(SpecError, match="positive integer"):
         dbgym.DatabaseState.benchmark("pgbench", scale=0.5)
-    with pytest.raises(WorkloadError, match="init_from"):
+    with pytest.raises(SpecError, match="seed: a workload parameter of pgbench, not a state one"):
+        dbgym.DatabaseState.benchmark("pgbench", seed=3)
+    with pytest.raises(InvalidArgumentError, match="init_from"):
         dbgym.DatabaseState.benchmark("tpch", scale=0.01).launch(init_from=tmp_path)
     (tmp_path / "bad.sql").write_text("CREATE TABLE t (x int);\nSELECT nonsense FROM nowhere;\n")
     with dbgym.PostgresInstance.launch() as inst:
@@ -148,3 +157,45 @@ def test_bad_states_raise_clear_errors(tmp_path: Path) -> None:
             dbgym.DatabaseState.from_dump(tmp_path / "bad.sql").load_into(inst, progress=False)
         with psycopg.connect(inst.dsn) as conn:
             conn.execute("SELECT 1")
+
+
+def test_cache_never_serves_another_major_version(backend: str, tmp_path: Path) -> None:
+    """A cache entry built by another PostgreSQL major version is never handed to a server
+    (the backend says its major version before it starts: local binaries, docker image)."""
+    dump = tmp_path / "small.sql"
+    dump.write_text("CREATE TABLE t (x int);\nINSERT INTO t VALUES (1), (2), (3);\n")
+    state = dbgym.DatabaseState.from_dump(dump, cache_dir=tmp_path / "cache")
+    spec = InstanceSpec(backend=backend)
+    major = spec.server_major()
+    assert major is not None and major >= 10
+    # An entry of the same state built by another major version: a data directory that
+    # cannot start (if it were used, the launch below would fail).
+    other = major - 1
+    name, params = state.spec.cache_name(), state.spec.cache_params()
+    assert name is not None and params is not None
+    key = state.cache.key(name, params, other * 10_000 + 7)
+    (state.cache.root / key / "data").mkdir(parents=True)
+    (state.cache.root / key / "data" / "PG_VERSION").write_text(f"{other}\n")
+    meta = {
+        "kind": "dump",
+        "name": name,
+        "params": params,
+        "server_version_num": other * 10_000 + 7,
+    }
+    (state.cache.root / key / "state.json").write_text(json.dumps(meta))
+    newest = state.cached()
+    assert newest is not None and newest.path.name == key, "the fake is the only entry"
+    assert state.cached(major=other) is not None
+    assert state.cached(major=major) is None
+    with state.launch(spec, progress=False) as inst:
+        assert inst.server_version_num // 10_000 == major, "the backend said its version"
+        assert counts(inst.dsn, ["t"]) == {"t": 3}
+    entry = state.cached(major=major)
+    assert entry is not None and entry.path.name != key
+    assert entry.server_version_num // 10_000 == major
+    # the next launch of this major version starts from its own entry
+    with state.launch(spec, progress=False) as again:
+        assert counts(again.dsn, ["t"]) == {"t": 3}
+    # an entry whose data directory is of another version than its label is not served
+    (entry.datadir / "PG_VERSION").write_text(f"{other}\n")
+    assert state.cached(major=major) is None

@@ -9,7 +9,7 @@ import pytest
 import dbgym
 from dbgym import _core, benchmarks
 from dbgym.benchmarks import pgbench, tpch
-from dbgym.errors import WorkloadError
+from dbgym.errors import InvalidArgumentError, SpecError, WorkloadError
 
 SPEC_SF_001 = {
     "region": 5,
@@ -57,8 +57,9 @@ def test_bad_generator_input_raises_workload_errors() -> None:
         gen.table("orders", 10, 5)
     with pytest.raises(WorkloadError, match=r"1\.\.=22"):
         _core.tpch_query(23)
-    with pytest.raises(WorkloadError, match="scale must be in"):
+    with pytest.raises(SpecError, match="scale must be in") as info:
         tpch.trace(scale=1000)
+    assert info.value.key == "scale"
 
 
 def test_queries_are_substituted_and_seeded() -> None:
@@ -82,20 +83,26 @@ def test_pgbench_trace_and_bad_options() -> None:
     t = pgbench.trace("tpcb-like", scale=2, clients=3, transactions=10, protocol="extended")
     assert len(t) == 7 * 3 * 10
     assert len(benchmarks.trace("pgbench", script="select-only", clients=2, transactions=5)) == 10
-    with pytest.raises(WorkloadError, match="unknown pgbench script"):
+    # caller mistakes: SpecError (an InvalidArgumentError, also a ValueError) naming the key
+    with pytest.raises(SpecError, match="unknown pgbench script 'tpcc'") as info:
         pgbench.trace("tpcc")
-    with pytest.raises(WorkloadError, match="protocol"):
+    assert info.value.key == "script"
+    with pytest.raises(SpecError, match="unknown pgbench protocol 'prepared'"):
         pgbench.trace(protocol="prepared")
-    with pytest.raises(WorkloadError, match="clients"):
+    with pytest.raises(SpecError, match="clients: must be a positive integer") as info:
         pgbench.trace(clients=0)
-    with pytest.raises(WorkloadError, match="unknown benchmark 'tpcc'"):
+    assert info.value.key == "clients"
+    with pytest.raises(InvalidArgumentError, match="unknown benchmark 'tpcc'; did you mean 'tpch'"):
         benchmarks.trace("tpcc")
-    with pytest.raises(WorkloadError, match="bad options"):
+    with pytest.raises(SpecError, match="unknown parameter 'sf' of benchmark 'tpch'") as info:
         benchmarks.trace("tpch", sf=1)
+    assert info.value.key == "sf"
+    with pytest.raises(SpecError, match="keys: a state parameter of tpch, not a workload one"):
+        benchmarks.trace("tpch", keys=False)
 
 
 def test_benchmark_workloads_carry_templatizer_templates() -> None:
-    w = dbgym.dbgym.Workload.benchmark("tpch", scale=0.1, seed=9, streams=3)
+    w = dbgym.Workload.benchmark("tpch", scale=0.1, seed=9, streams=3)
     assert len(w) == 66 and len(w.sessions) == 3
     templates = w.templates()
     assert [t.id for t in templates] == list(range(22))

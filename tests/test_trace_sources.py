@@ -82,6 +82,7 @@ def test_benchmark_delegates_to_the_benchmarks_package() -> None:
     w = Workload.benchmark("pgbench", script="select-only", scale=1, clients=2, transactions=5)
     assert len(w) == 10
     assert w.source == "benchmark:pgbench"
+    assert w.spec is not None and w.spec.to_dict()["params"]["clients"] == 2
     assert len(w.templates()) >= 1
 
 

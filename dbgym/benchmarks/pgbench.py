@@ -7,17 +7,30 @@ The workload statements are exactly what pgbench sends (see rust/tpch/pgbench.rs
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar, cast
 
 import psycopg
 
 import dbgym._core as _core
-from dbgym.benchmarks.tpch import LoadReport
+from dbgym.benchmarks.base import (
+    Benchmark,
+    Param,
+    check_seed,
+    one_of,
+    optional,
+    positive_int,
+    positive_number,
+)
 from dbgym.dbms.client_tools import conninfo_and_env, find_client, run_streaming
-from dbgym.errors import WorkloadError
+from dbgym.errors import SpecError
 from dbgym.progress import ProgressFn
+from dbgym.spec import JsonValue
+from dbgym.state.report import LoadReport
 
 TABLES: tuple[str, ...] = (
     "pgbench_accounts",
@@ -27,16 +40,21 @@ TABLES: tuple[str, ...] = (
 )
 
 SCRIPTS: tuple[str, ...] = ("tpcb-like", "select-only")
+PROTOCOLS: tuple[str, ...] = ("simple", "extended")
 
 _PROGRESS = re.compile(r"^(\d+) of (\d+) tuples")
 
 
-def check_scale(scale: object) -> int:
-    """pgbench scale factors are positive integers."""
-    if isinstance(scale, bool) or not isinstance(scale, int | float) or scale != int(scale):
-        raise WorkloadError(f"pgbench scale must be a positive integer, got {scale!r}")
-    if int(scale) < 1:
-        raise WorkloadError(f"pgbench scale must be a positive integer, got {scale!r}")
+def check_scale(scale: object, key: str = "scale") -> int:
+    """pgbench scale factors are positive integers (SpecError, an InvalidArgumentError)."""
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, int | float)
+        or not math.isfinite(scale)
+        or scale != int(scale)
+        or scale < 1
+    ):
+        raise SpecError(f"pgbench scale must be a positive integer, got {scale!r}", key=key)
     return int(scale)
 
 
@@ -94,11 +112,53 @@ def trace(
     `rate` (transactions/s over all clients) schedules Poisson arrivals like `pgbench --rate`;
     without it every statement has timestamp 0 (replay as fast as possible).
     """
-    if script not in SCRIPTS:
-        raise WorkloadError(f"unknown pgbench script {script!r} (scripts: {', '.join(SCRIPTS)})")
-    for name, value in (("clients", clients), ("transactions", transactions)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise WorkloadError(f"pgbench {name} must be a positive integer, got {value!r}")
-    return _core.pgbench_trace(
-        script, check_scale(scale), clients, transactions, protocol, rate, seed
+    return BENCHMARK.trace(
+        script=script,
+        scale=scale,
+        clients=clients,
+        transactions=transactions,
+        protocol=protocol,
+        rate=rate,
+        seed=seed,
     )
+
+
+class Pgbench(Benchmark):
+    """pgbench: the scale shapes the data (`pgbench -i`) and the accounts the scripts touch."""
+
+    name = "pgbench"
+    params: ClassVar[Mapping[str, Param]] = {
+        "scale": Param(1, "both", check_scale, "scale factor (100,000 accounts each)"),
+        "script": Param("select-only", "workload", one_of(SCRIPTS, "pgbench script")),
+        "clients": Param(1, "workload", positive_int, "sessions"),
+        "transactions": Param(1000, "workload", positive_int, "transactions per client"),
+        "protocol": Param("simple", "workload", one_of(PROTOCOLS, "pgbench protocol")),
+        "rate": Param(None, "workload", optional(positive_number), "transactions/s (none)"),
+        "seed": Param(0, "workload", check_seed, "seed of the statements' values"),
+    }
+
+    def load(
+        self,
+        dsn: str,
+        params: Mapping[str, JsonValue],
+        *,
+        bin_dir: Path | str | None = None,
+        workers: int = 2,
+        progress: ProgressFn | None = None,
+    ) -> LoadReport:
+        return load(dsn, cast(int, params["scale"]), bin_dir=bin_dir, progress=progress)
+
+    def make_trace(self, params: Mapping[str, JsonValue]) -> _core.Trace:
+        return _core.pgbench_trace(
+            cast(str, params["script"]),
+            cast(int, params["scale"]),
+            cast(int, params["clients"]),
+            cast(int, params["transactions"]),
+            cast(str, params["protocol"]),
+            cast("float | None", params["rate"]),
+            cast(int, params["seed"]),
+        )
+
+
+#: The registry entry (dbgym.benchmarks.BENCHMARKS["pgbench"]).
+BENCHMARK = Pgbench()

@@ -42,27 +42,24 @@ Contract details a backend must honour:
   process when the owner died, and must remove only what that entry names (never a
   server or container it cannot prove belongs to the entry).
 
-Backends are looked up by name through `backend_class()`; the docker backend lives in
-`dbgym.dbms.docker_backend.DockerBackend`.
+Backends are looked up by name in `BACKENDS` (a lazy `dbgym.registry.Registry`: the module
+of a backend is imported when it is first used, so `local` never needs the docker SDK), or
+through `backend_class()`; the docker backend lives in `dbgym.dbms.docker_backend.DockerBackend`.
+`server_major(name, options)` says which PostgreSQL major version a backend would run, before
+anything is started (the state cache keys on it).
 """
 
 from __future__ import annotations
 
 import abc
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from dbgym.errors import BackendUnavailableError
+from dbgym.registry import Registry
 
 StopMode = Literal["fast", "immediate"]
-
-#: backend name -> "module:Class"; imported lazily so `local` never needs the docker SDK.
-BACKENDS: dict[str, str] = {
-    "local": "dbgym.dbms.local:LocalBackend",
-    "docker": "dbgym.dbms.docker_backend:DockerBackend",
-}
 
 
 @dataclass
@@ -181,6 +178,14 @@ class Backend(abc.ABC):
     def doctor(cls) -> DoctorReport:
         """Say whether this backend is usable on this machine, and why not."""
 
+    @classmethod
+    def server_major(cls, options: BackendOptions) -> int | None:
+        """The PostgreSQL major version (e.g. 15) a server launched with `options` would
+        run, known before anything starts (local: the binaries; docker: the image's label);
+        None when the backend cannot tell. Raises BackendUnavailableError like the
+        constructor would (binaries or image missing)."""
+        return None
+
 
 def initdb_options(datadir: Path, superuser: str, pwfile: Path) -> list[str]:
     """initdb's arguments after the program name, the same for every backend."""
@@ -198,21 +203,29 @@ def initdb_options(datadir: Path, superuser: str, pwfile: Path) -> list[str]:
     ]
 
 
+def _is_backend_class(obj: object) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Backend)
+
+
+#: backend name -> "module:Class", imported on first use (`local` never needs the docker SDK).
+BACKENDS: Registry[type[Backend]] = Registry(
+    "backend",
+    {
+        "local": "dbgym.dbms.local:LocalBackend",
+        "docker": "dbgym.dbms.docker_backend:DockerBackend",
+    },
+    accepts=_is_backend_class,
+    unavailable=BackendUnavailableError,
+)
+
+
 def backend_class(name: str) -> type[Backend]:
-    """The Backend class registered under `name` (raises BackendUnavailableError)."""
-    target = BACKENDS.get(name)
-    if target is None:
-        raise BackendUnavailableError(
-            f"unknown backend {name!r}; choose one of: {', '.join(sorted(BACKENDS))}"
-        )
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend {name!r} is not available: cannot import {module_name} ({exc})"
-        ) from exc
-    cls = getattr(module, class_name)
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise BackendUnavailableError(f"{target} is not a Backend")
-    return cls
+    """The Backend class registered under `name`: InvalidArgumentError for an unknown name
+    (with the closest one), BackendUnavailableError if its module cannot be imported."""
+    return BACKENDS.get(name)
+
+
+def server_major(name: str, options: BackendOptions | None = None) -> int | None:
+    """The PostgreSQL major version backend `name` would run with `options` (see
+    `Backend.server_major`); None when it cannot tell."""
+    return backend_class(name).server_major(options or BackendOptions())

@@ -463,6 +463,11 @@ class DockerBackend(Backend):
         return remove_orphans(client)
 
     @classmethod
+    def server_major(cls, options: BackendOptions) -> int | None:
+        """The image's major version (dbgym image: its pg_major label; official: PG_MAJOR)."""
+        return image_info(_client(), options.image or DEFAULT_IMAGE).pg_major
+
+    @classmethod
     def doctor(cls) -> DoctorReport:
         report = DoctorReport(backend=cls.name, usable=False)
         try:

@@ -297,6 +297,10 @@ class LocalBackend(Backend):
         return done
 
     @classmethod
+    def server_major(cls, options: BackendOptions) -> int | None:
+        return find_binaries(options.bin_dir).major
+
+    @classmethod
     def doctor(cls) -> DoctorReport:
         report = DoctorReport(backend=cls.name, usable=False)
         try:

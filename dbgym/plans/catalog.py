@@ -116,6 +116,10 @@ class PlanCatalog:
     def load(cls, path: str | Path) -> PlanCatalog:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickles as its JSON form (read back by `from_json`)."""
+        return (type(self).from_json, (self.to_json(),))
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, PlanCatalog) and self._core == other._core
 

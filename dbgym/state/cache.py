@@ -3,6 +3,8 @@
 Layout: `<root>/<key>/data` (a directory written by `PostgresInstance.export_datadir`, usable
 as `PostgresInstance.launch(init_from=...)`) and `<root>/<key>/state.json` (what was built).
 `key` names the state and the server version: `<name>-<params hash>-pg<server_version_num>`.
+A data directory serves every server of its PostgreSQL major version (`find(..., major=)`),
+never one of another major version.
 
 Writes are atomic: an entry is built in `<root>/.<key>.tmp-<pid>-<rand>` and renamed into
 place, so readers never see a half-written entry; a temp dir left by a killed process is
@@ -57,6 +59,16 @@ class Entry:
     def server_version_num(self) -> int:
         return int(self.meta["server_version_num"])
 
+    @property
+    def major(self) -> int | None:
+        """The PostgreSQL major version of the data directory (its PG_VERSION file), or
+        None when that disagrees with the version the entry was built for."""
+        try:
+            on_disk = int((self.datadir / "PG_VERSION").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return on_disk if on_disk == self.server_version_num // 10_000 else None
+
 
 def _pid_alive(pid: int) -> bool:
     try:
@@ -98,15 +110,17 @@ class StateCache:
         )
         return [e for e in found if e is not None]
 
-    def find(self, name: str, params: dict[str, Any]) -> list[Entry]:
-        """Entries of `name` with `params` for any server version, newest version first."""
+    def find(self, name: str, params: dict[str, Any], *, major: int | None = None) -> list[Entry]:
+        """Entries of `name` with `params`, newest server version first: of PostgreSQL
+        `major` only (by the entry's version and its data directory's PG_VERSION), or of
+        any version when `major` is None."""
         prefix = f"{name}-{params_hash(params)}-pg"
         found = []
         if self.root.is_dir():
             for p in self.root.iterdir():
                 if p.name.startswith(prefix):
                     entry = self.get(p.name)
-                    if entry is not None:
+                    if entry is not None and (major is None or entry.major == major):
                         found.append(entry)
         return sorted(found, key=lambda e: e.server_version_num, reverse=True)
 

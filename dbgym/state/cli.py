@@ -29,17 +29,25 @@ def register_state(group: typer.Typer) -> None:
 
 @state_app.command("build")
 def build_cmd(
-    benchmark: Annotated[str, typer.Argument(help="tpch | pgbench")] = "tpch",
-    scale: Annotated[float, typer.Option(help="Scale factor")] = 1.0,
-    seed: Annotated[int, typer.Option(help="TPC-H data seed")] = 15721,
+    benchmark: Annotated[
+        str, typer.Argument(help="A built-in benchmark (an unknown name lists them)")
+    ] = "tpch",
+    scale: Annotated[
+        float | None, typer.Option(help="Scale factor (default: the benchmark's)")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Data seed, for benchmarks that have one (TPC-H)")
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Builds a benchmark database once and stores it in the cache (no-op when cached)."""
     from dbgym.errors import DbgymError
     from dbgym.state.database_state import DatabaseState
 
+    given = {"scale": scale, "seed": seed}
+    params = {k: v for k, v in given.items() if v is not None}
     try:
-        state = DatabaseState.benchmark(benchmark, scale=scale, seed=seed, cache_dir=cache_dir)
+        state = DatabaseState.benchmark(benchmark, cache_dir=cache_dir, **params)
         t0 = time.perf_counter()
         with state.launch() as inst:
             version = inst.server_version_num

@@ -4,118 +4,115 @@
 s = DatabaseState.benchmark("tpch", scale=0.1, seed=15721)   # or "pgbench", scale=10
 s = DatabaseState.from_dump("db.dump")                        # pg_dump custom/dir/tar/plain
 s = DatabaseState.from_dsn("postgresql://...")                # copy of a live database
+s = DatabaseState.from_spec(spec)                             # any StateSpec (e.g. from JSON)
+s.spec                     # the StateSpec: JSON, key(), pickles; never a password
 s.load_into(inst)          # builds it in a running PostgresInstance (progress bars)
 inst = s.launch()          # a new PostgresInstance holding it: from the cache when built before
+inst = s.launch(InstanceSpec(backend="docker", knobs={"work_mem": "64MB"}))
 ```
 
-`launch` keeps built benchmark and dump states in a `StateCache` (dbgym/workload/state_cache.py),
+`launch` keeps built benchmark and dump states in a `StateCache` (dbgym/state/cache.py),
 keyed by the state's parameters and the server version: the first launch builds the database
-and exports the data directory; later launches start from a copy of it (no regeneration).
+and exports the data directory; later launches of a server of the same PostgreSQL major
+version start from a copy of it (no regeneration). The major version comes from the backend
+before anything starts (`InstanceSpec.server_major`: the local binaries, the docker image's
+label); when a backend cannot tell, the state is built afresh.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import warnings
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-from dbgym.benchmarks import pgbench, tpch
-from dbgym.benchmarks.tpch import LoadReport
-from dbgym.dbms.binaries import find_binaries
+from dbgym.benchmarks import get as get_benchmark
 from dbgym.dbms.instance import PostgresInstance
-from dbgym.errors import WorkloadError
+from dbgym.dbms.spec import InstanceSpec
+from dbgym.errors import InvalidArgumentError
 from dbgym.progress import progress_bars
 from dbgym.state.cache import Entry, StateCache
-from dbgym.state.dump import copy_database, dump_format, restore_dump
+from dbgym.state.report import LoadReport
+from dbgym.state.spec import DsnState, DumpState, StateSpec, split_password
 
-
-def _hide_password(dsn: str) -> str:
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparsable dsn>"
-    if "password" in params:
-        params["password"] = "***"
-    return make_conninfo("", **params)
-
-
-def _file_digest(path: Path) -> str:
-    """sha256 of a dump file, or of a dump directory's files (names and contents)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def _version_num(version: str) -> int:
-    """'15.18' -> 150018 (server_version_num of PostgreSQL >= 10)."""
-    parts = [int(p) for p in re.findall(r"\d+", version)[:2]] + [0]
-    return parts[0] * 10_000 + parts[1]
+#: The keywords `launch` took before it took an InstanceSpec (still accepted, deprecated).
+_LEGACY_INSTANCE_KW = {f.name for f in fields(InstanceSpec)}
 
 
 class DatabaseState:
-    """A database to start from: a built-in benchmark, a pg_dump, or a live database."""
+    """A database to start from: a `StateSpec` (a built-in benchmark, a pg_dump, or a live
+    database) plus where its built data directories are cached."""
 
     def __init__(
-        self, kind: str, name: str, params: dict[str, Any], cache_dir: Path | str | None
+        self,
+        spec: StateSpec,
+        cache_dir: Path | str | None = None,
+        *,
+        source_password: str | None = None,
     ) -> None:
-        self.kind = kind
-        self.name = name
-        self.params = params
+        if not isinstance(spec, StateSpec):
+            raise InvalidArgumentError(
+                f"DatabaseState needs a StateSpec, got {type(spec).__name__}"
+            )
+        self._spec = spec
+        self._source_password = source_password
         self.cache = StateCache(cache_dir)
 
+    @property
+    def spec(self) -> StateSpec:
+        """What this state is (serializable; never holds a password)."""
+        return self._spec
+
+    @property
+    def kind(self) -> str:
+        """ "benchmark", "dump" or "dsn"."""
+        return self._spec.kind
+
+    @property
+    def name(self) -> str:
+        """The benchmark name, the dump path, or the DSN (without its password)."""
+        return self._spec.name
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The state's parameters (a benchmark's; a dump's format; {} for a DSN)."""
+        data = self._spec.to_dict()
+        if self.kind == "benchmark":
+            return dict(data["params"])
+        return {"format": data["format"]} if self.kind == "dump" else {}
+
     def __repr__(self) -> str:
-        shown = _hide_password(self.name) if self.kind == "dsn" else self.name
-        return f"DatabaseState({self.kind}={shown!r}, {self.params})"
+        secret = ", password=***" if self._source_password is not None else ""
+        return f"DatabaseState({self._spec!r}{secret})"
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
+    def from_spec(cls, spec: StateSpec, *, cache_dir: Path | str | None = None) -> DatabaseState:
+        """The state `spec` describes (e.g. `StateSpec.from_json(text)`)."""
+        return cls(spec, cache_dir)
+
+    @classmethod
     def benchmark(
-        cls,
-        name: str,
-        *,
-        scale: float = 1.0,
-        seed: int = tpch.DEFAULT_SEED,
-        keys: bool = True,
-        indexes: bool = True,
-        cache_dir: Path | str | None = None,
+        cls, name: str, *, cache_dir: Path | str | None = None, **params: Any
     ) -> DatabaseState:
-        """A built-in benchmark database: "tpch" (scale factor, seed; `keys`: primary and
-        foreign keys, `indexes`: secondary indexes) or "pgbench" (integer scale; `pgbench -i`)."""
-        params: dict[str, Any]
-        if name == "tpch":
-            params = {
-                "scale": tpch.check_scale(scale),
-                "seed": int(seed),
-                "keys": bool(keys),
-                "indexes": bool(indexes),
-            }
-        elif name == "pgbench":
-            params = {"scale": pgbench.check_scale(scale)}
-        else:
-            raise WorkloadError(f"unknown benchmark {name!r} (benchmarks: tpch, pgbench)")
-        return cls("benchmark", name, params, cache_dir)
+        """A built-in benchmark database with its state parameters: "tpch" (scale, seed;
+        `keys`: primary and foreign keys, `indexes`: secondary indexes) or "pgbench"
+        (integer scale; `pgbench -i`). See `dbgym.benchmarks.get(name).params`."""
+        return cls(get_benchmark(name).state(**params), cache_dir)
 
     @classmethod
     def from_dump(cls, path: Path | str, *, cache_dir: Path | str | None = None) -> DatabaseState:
         """The database of a pg_dump (custom, directory, tar or plain SQL format)."""
-        p = Path(path).absolute()
-        return cls("dump", str(p), {"format": dump_format(p)}, cache_dir)
+        return cls(DumpState.of(path), cache_dir)
 
     @classmethod
     def from_dsn(cls, dsn: str) -> DatabaseState:
-        """A copy of the live database at `dsn` (pg_dump + pg_restore; never cached)."""
+        """A copy of the live database at `dsn` (pg_dump + pg_restore; never cached). A
+        password in `dsn` is kept by this object only, out of its spec."""
         if not isinstance(dsn, str) or not dsn:
-            raise WorkloadError(f"from_dsn needs a libpq connection string, got {dsn!r}")
-        return cls("dsn", dsn, {}, None)
+            raise InvalidArgumentError("from_dsn needs a libpq connection string")
+        bare, password = split_password(dsn)
+        return cls(DsnState(bare), None, source_password=password)
 
     # -- building -------------------------------------------------------------------------
     def load_into(
@@ -126,80 +123,80 @@ class DatabaseState:
             dsn, bin_dir = target.dsn, target.bin_dir
         else:
             dsn, bin_dir = target, None
-        with progress_bars(self.name if self.kind == "benchmark" else self.kind, progress) as bar:
-            if self.kind == "benchmark" and self.name == "tpch":
-                p = self.params
-                return tpch.load(
-                    dsn,
-                    p["scale"],
-                    p["seed"],
-                    keys=p["keys"],
-                    indexes=p["indexes"],
-                    workers=workers,
-                    progress=bar,
-                )
-            if self.kind == "benchmark":
-                return pgbench.load(dsn, self.params["scale"], bin_dir=bin_dir, progress=bar)
-            if self.kind == "dump":
-                return restore_dump(dsn, self.name, bin_dir=bin_dir, progress=bar)
-            return copy_database(self.name, dsn, bin_dir=bin_dir, progress=bar)
+        with progress_bars(self._spec.title, progress) as bar:
+            return self._spec.load_into(
+                dsn,
+                bin_dir=bin_dir,
+                workers=workers,
+                progress=bar,
+                source_password=self._source_password,
+            )
 
-    def _cache_params(self) -> dict[str, Any] | None:
-        if self.kind == "benchmark":
-            return dict(self.params)
-        if self.kind == "dump":
-            return {**self.params, "sha256": _file_digest(Path(self.name))}
-        return None
-
-    def _cache_name(self) -> str:
-        return self.name if self.kind == "benchmark" else "dump"
-
-    def cached(self, server_version_num: int | None = None) -> Entry | None:
-        """The cache entry of this state for a server version (any version when None)."""
-        params = self._cache_params()
-        if params is None:
+    def cached(
+        self, server_version_num: int | None = None, *, major: int | None = None
+    ) -> Entry | None:
+        """The cache entry of this state: for exactly `server_version_num`, or else the
+        newest one of PostgreSQL `major`, or else the newest one of any version."""
+        name, params = self._spec.cache_name(), self._spec.cache_params()
+        if name is None or params is None:
             return None
-        if server_version_num is None:
-            found = self.cache.find(self._cache_name(), params)
-            return found[0] if found else None
-        return self.cache.get(self.cache.key(self._cache_name(), params, server_version_num))
+        if server_version_num is not None:
+            return self.cache.get(self.cache.key(name, params, server_version_num))
+        found = self.cache.find(name, params, major=major)
+        return found[0] if found else None
 
     def launch(
-        self, *, cache: bool = True, progress: bool = True, **launch_kw: Any
+        self,
+        instance: InstanceSpec | None = None,
+        *,
+        workdir: Path | str | None = None,
+        cache: bool = True,
+        progress: bool = True,
+        **legacy: Any,
     ) -> PostgresInstance:
-        """A new PostgresInstance (see `PostgresInstance.launch` for `launch_kw`) holding
-        this state. With `cache`, a state built before for the same server version starts
-        from a copy of its exported data directory; otherwise it is built and then exported
-        to the cache (atomically). Knobs in `launch_kw` never end up in the cache."""
-        if "init_from" in launch_kw:
-            raise WorkloadError("DatabaseState.launch picks init_from itself; do not pass it")
-        params = self._cache_params() if cache else None
-        if params is None:
-            return self._build(launch_kw, progress)
-        entry = self.cached(self._expected_version(launch_kw))
+        """A new server of `instance` (default: `InstanceSpec()`, a local server) holding
+        this state, in `workdir` (default: a new temp dir).
+
+        With `cache`, a state built before for a server of the same PostgreSQL major version
+        starts from a copy of its exported data directory; otherwise it is built and then
+        exported to the cache (atomically). The instance's knobs never end up in the cache.
+
+        The keywords of `PostgresInstance.launch` (backend, image, knobs, ...) are still
+        accepted in place of `instance`, with a DeprecationWarning, for one release.
+        """
+        spec = self._instance_spec(instance, legacy)
+        name, params = (
+            (self._spec.cache_name(), self._spec.cache_params()) if cache else (None, None)
+        )
+        if name is None or params is None:
+            return self._build(spec, workdir, progress)
+        major = spec.server_major()
+        entry = self.cached(major=major) if major is not None else None
         if entry is not None:
-            return PostgresInstance.launch(init_from=entry.datadir, **launch_kw)
-        knobs = launch_kw.pop("knobs", None)
-        inst = self._build(launch_kw, progress)
+            return spec.launch(workdir=workdir, init_from=entry.datadir)
+        inst = self._build(spec.replace(knobs={}), workdir, progress)
         try:
             version = inst.server_version_num
-            key = self.cache.key(self._cache_name(), params, version)
+            key = self.cache.key(name, params, version)
             meta = {
                 "kind": self.kind,
-                "name": self._cache_name(),
+                "name": name,
                 "params": params,
                 "server_version_num": version,
+                "spec": self._spec.to_dict(),
             }
             self.cache.store(key, meta, inst.export_datadir)
-            if knobs:
-                inst.apply_knobs(knobs)
+            if spec.knobs:
+                inst.apply_knobs(dict(spec.knobs))
         except BaseException:
             inst.close()
             raise
         return inst
 
-    def _build(self, launch_kw: dict[str, Any], progress: bool) -> PostgresInstance:
-        inst = PostgresInstance.launch(**launch_kw)
+    def _build(
+        self, spec: InstanceSpec, workdir: Path | str | None, progress: bool
+    ) -> PostgresInstance:
+        inst = spec.launch(workdir=workdir)
         try:
             self.load_into(inst, progress=progress)
         except BaseException:
@@ -208,9 +205,32 @@ class DatabaseState:
         return inst
 
     @staticmethod
-    def _expected_version(launch_kw: dict[str, Any]) -> int | None:
-        """server_version_num a launch with `launch_kw` will run, when knowable up front
-        (local backend: the binaries' version); None means "any cached version"."""
-        if launch_kw.get("backend", "local") != "local":
-            return None
-        return _version_num(find_binaries(launch_kw.get("bin_dir")).version)
+    def _instance_spec(instance: InstanceSpec | None, legacy: dict[str, Any]) -> InstanceSpec:
+        if "init_from" in legacy:
+            raise InvalidArgumentError(
+                "DatabaseState.launch picks init_from itself (the cached data directory); "
+                "do not pass it"
+            )
+        unknown = sorted(set(legacy) - _LEGACY_INSTANCE_KW)
+        if unknown:
+            raise InvalidArgumentError(
+                f"DatabaseState.launch got unexpected keyword {unknown[0]!r} "
+                f"(give the server's options as an InstanceSpec)"
+            )
+        if not legacy:
+            return instance if instance is not None else InstanceSpec()
+        if instance is not None:
+            raise InvalidArgumentError(
+                "DatabaseState.launch takes an InstanceSpec or the old keywords "
+                f"({', '.join(sorted(legacy))}), not both"
+            )
+        warnings.warn(
+            "DatabaseState.launch(**keywords) is deprecated: pass "
+            f"InstanceSpec({', '.join(f'{k}=...' for k in sorted(legacy))})",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        values: dict[str, Any] = {
+            k: str(v) if k == "bin_dir" and v is not None else v for k, v in legacy.items()
+        }
+        return InstanceSpec(**values)

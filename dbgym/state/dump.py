@@ -15,10 +15,10 @@ from pathlib import Path
 
 import psycopg
 
-from dbgym.benchmarks.tpch import LoadReport
 from dbgym.dbms.client_tools import conninfo_and_env, find_client, run_streaming
 from dbgym.errors import WorkloadError
 from dbgym.progress import ProgressFn
+from dbgym.state.report import LoadReport
 
 _RESTORE_ITEM = re.compile(r"^pg_restore: (creating|processing data|processing item|executing)")
 

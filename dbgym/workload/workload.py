@@ -1,7 +1,9 @@
 """`Workload`: a workload trace (statements, sessions, templates) held by the Rust core.
 
 Sources: PostgreSQL server logs (`from_log`: stderr, csvlog, jsonlog), SQL files or
-directories (`from_sql`), built-in benchmarks (`benchmark`). Per-statement data is exposed
+directories (`from_sql`), built-in benchmarks (`benchmark`), or any `WorkloadSpec`
+(`from_spec`). `spec` says where a workload came from (source and samples drawn), so
+`Workload.from_spec(w.spec)` rebuilds the same statements. Per-statement data is exposed
 as numpy arrays (`template_ids()`, `session_ids()`, `timestamps_us()`, `durations_us()`);
 `trace` is the `dbgym._core.Trace` that `dbgym.replay` consumes.
 """
@@ -12,19 +14,17 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, get_args
 
 import numpy as np
 import numpy.typing as npt
 
 import dbgym._core as _core
-from dbgym import benchmarks
+from dbgym.benchmarks import get as get_benchmark
 from dbgym.errors import TraceParseError, WorkloadError
+from dbgym.workload.spec import LogFormat, LogWorkload, SqlWorkload, WorkloadSpec
 
-#: Logs at least this big show a progress bar while they are read.
-PROGRESS_MIN_BYTES = 64 << 20
-
-LOG_FORMATS = ("stderr", "csvlog", "jsonlog")
+LOG_FORMATS: tuple[str, ...] = get_args(LogFormat)
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,46 @@ class Workload:
         self,
         trace: _core.Trace,
         *,
-        source: str | None = None,
+        spec: WorkloadSpec | None = None,
         stats: _core.ParseStats | None = None,
+        source: str | None = None,
     ) -> None:
         if not isinstance(trace, _core.Trace):
             raise WorkloadError(f"Workload needs a dbgym._core.Trace, got {type(trace).__name__}")
+        if spec is not None and not isinstance(spec, WorkloadSpec):
+            raise WorkloadError(f"spec must be a WorkloadSpec, got {type(spec).__name__}")
         self._trace = trace
-        self.source = source
+        self._spec = spec
+        self._source = source
         #: What reading the log saw (format, bytes, records, skipped lines); None otherwise.
         self.stats = stats
 
+    @property
+    def spec(self) -> WorkloadSpec | None:
+        """Where this workload came from (source and samples), as a serializable spec;
+        None for a workload built from a trace by hand or by `subset`."""
+        return self._spec
+
+    @property
+    def source(self) -> str | None:
+        """The source's path, or "benchmark:<name>" (derived from `spec`; kept for one
+        release, use `spec`)."""
+        return self._spec.source if self._spec is not None else self._source
+
     # -- sources ----------------------------------------------------------------------
+    @classmethod
+    def from_spec(
+        cls, spec: WorkloadSpec, *, threads: int | None = None, progress: bool | None = None
+    ) -> Workload:
+        """The workload `spec` describes: its source read again and its samples drawn again
+        (same seeds, same statements). threads/progress: as for `from_log`."""
+        if not isinstance(spec, WorkloadSpec):
+            raise WorkloadError(f"from_spec needs a WorkloadSpec, got {type(spec).__name__}")
+        if threads is not None and threads < 1:
+            raise WorkloadError(f"threads must be at least 1, got {threads}")
+        trace, stats = spec.trace(threads=threads, progress=progress)
+        return cls(trace, spec=spec, stats=stats)
+
     @classmethod
     def from_log(
         cls,
@@ -103,45 +132,26 @@ class Workload:
         """
         if format is not None and format not in LOG_FORMATS:
             raise TraceParseError(f"unknown log format {format!r}: use one of {LOG_FORMATS}")
-        if threads is not None and threads < 1:
-            raise WorkloadError(f"threads must be at least 1, got {threads}")
-        p = Path(path)
-        show = progress
-        if show is None:
-            try:
-                show = p.stat().st_size >= PROGRESS_MIN_BYTES
-            except OSError:
-                show = False
-        from dbgym.progress import progress_bars
-
-        with progress_bars("reading", enabled=show) as bar:
-
-            def report(done: int, total: int) -> None:
-                if bar is not None:
-                    bar({p.name: done}, {p.name: total})
-
-            trace, stats = _core.parse_log(
-                p,
-                format=format,
-                log_line_prefix=log_line_prefix,
-                lenient=lenient,
-                threads=threads or 0,
-                progress=report,
-            )
-        return cls(trace, source=str(p), stats=stats)
+        spec = LogWorkload(
+            str(Path(path).absolute()),
+            format=cast("LogFormat | None", format),  # checked against LOG_FORMATS above
+            log_line_prefix=log_line_prefix,
+            lenient=lenient,
+        )
+        return cls.from_spec(spec, threads=threads, progress=progress)
 
     @classmethod
     def from_sql(cls, path: str | os.PathLike[str]) -> Workload:
         """Read a `.sql` file (`;`-separated statements) or a directory of `*.sql` files
         (natural file-name order), as one session without timing."""
-        p = Path(path)
-        return cls(_core.parse_sql(p), source=str(p))
+        return cls.from_spec(SqlWorkload(str(Path(path).absolute())))
 
     @classmethod
     def benchmark(cls, name: str, **kw: Any) -> Workload:
-        """A built-in benchmark's workload: "tpch" (scale, seed, streams, ...) or "pgbench"
-        (script, scale, clients, transactions, protocol, ...); see dbgym.benchmarks."""
-        return cls(benchmarks.trace(name, **kw), source=f"benchmark:{name}")
+        """A built-in benchmark's workload with its workload parameters: "tpch" (scale,
+        seed, streams, ...) or "pgbench" (script, scale, clients, transactions, protocol,
+        ...); see `dbgym.benchmarks.get(name).params`."""
+        return cls.from_spec(get_benchmark(name).workload(**kw))
 
     # -- contents ---------------------------------------------------------------------
     @property
@@ -216,9 +226,13 @@ class Workload:
             raise WorkloadError(f"sample size must be >= 0, got {n}")
         if seed < 0:
             raise WorkloadError(f"seed must be >= 0, got {seed}")
-        return Workload(self._trace.sample(n, seed), source=self.source, stats=self.stats)
+        spec = self._spec.sampled(n, seed) if self._spec is not None else None
+        return Workload(
+            self._trace.sample(n, seed), spec=spec, stats=self.stats, source=self._source
+        )
 
     def subset(self, indices: npt.ArrayLike) -> Workload:
-        """The statements at `indices`, in that order (ids kept)."""
+        """The statements at `indices`, in that order (ids kept). A subset has no `spec`
+        (a list of indices is not a source); its `source` is kept."""
         idx = np.asarray(indices, dtype=np.int64).ravel()
-        return Workload(self._trace.subset(idx.tolist()), source=self.source, stats=self.stats)
+        return Workload(self._trace.subset(idx.tolist()), stats=self.stats, source=self.source)
