@@ -120,3 +120,25 @@ def test_benchmark_workloads_carry_templatizer_templates() -> None:
     simple = dbgym.Workload.benchmark("pgbench", script="select-only", transactions=2)
     assert simple.statement(0).sql.startswith("SELECT abalance FROM pgbench_accounts WHERE aid = ")
     assert simple.statement(0).sql.endswith(";")
+
+
+def test_the_tpch_scale_limit_has_one_source() -> None:
+    """Python takes the generator's limit from the extension (`_core.TPCH_MAX_SCALE`, 300.0
+    until an extension that exports it is installed); the spec, the loader and the query
+    functions all check against that one value, and so does Rust."""
+    exported = getattr(_core, "TPCH_MAX_SCALE", None)
+    assert (float(exported) if exported is not None else 300.0) == tpch.MAX_SCALE
+    assert tpch.check_scale(tpch.MAX_SCALE) == tpch.MAX_SCALE
+    above = tpch.MAX_SCALE * 1.01
+    calls = (
+        lambda: tpch.check_scale(above),
+        lambda: benchmarks.get("tpch").state(scale=above),
+        lambda: benchmarks.get("tpch").workload(scale=above),
+        lambda: tpch.query(1, above),
+    )
+    for call in calls:
+        with pytest.raises(SpecError, match=f"scale must be in .*{tpch.MAX_SCALE:g}"):
+            call()
+    if exported is not None:  # the generator itself refuses what Python refuses
+        with pytest.raises(dbgym.errors.DbgymError):
+            _core.TpchGenerator(above, 1)
