@@ -58,11 +58,11 @@ def snapshot_mb(inst: dbgym.PostgresInstance, name: str) -> float:
 
 def full_copy_restore(inst: dbgym.PostgresInstance, name: str) -> None:
     """The baseline: stop, rm -rf, cp -a, start (same stop mode and readiness test)."""
-    inst._stop("immediate")
+    inst.stop("immediate")
     shutil.rmtree(inst.datadir)
     snapshot = inst.workdir / "snapshots" / name / "data"
     subprocess.run(["cp", "-a", str(snapshot), str(inst.datadir)], check=True)
-    inst._start()
+    inst.start()
 
 
 def timed_restores(inst: dbgym.PostgresInstance, restore: Any, rounds: int) -> list[float]:

@@ -21,13 +21,20 @@ except PackageNotFoundError:  # a source tree that was never installed
 
 #: Public name -> the module that defines it.
 _EXPORTS: dict[str, str] = {
+    "AppliedChange": "dbgym.session",
     "CollectedPlan": "dbgym.observe.plans",
     "DatabaseState": "dbgym.state.database_state",
+    "DbSession": "dbgym.session",
     "GraphPlanObservation": "dbgym.spaces.plan",
     "InstanceSpec": "dbgym.dbms.spec",
+    "IndexSpec": "dbgym.session",
     "KnobChange": "dbgym.dbms.knobs",
     "KnobStateObserver": "dbgym.observe.knobs",
+    "MeasureOutcome": "dbgym.session",
+    "MeasureStatus": "dbgym.session",
+    "Measurement": "dbgym.session",
     "MetricsObserver": "dbgym.observe.metrics",
+    "ObservationSource": "dbgym.session",
     "PaddedPlanObservation": "dbgym.spaces.plan",
     "PlanBatch": "dbgym.plans.featurize",
     "PlanCatalog": "dbgym.plans.catalog",
@@ -59,6 +66,13 @@ if TYPE_CHECKING:
     from dbgym.replayer.run import ReplayResult as ReplayResult
     from dbgym.replayer.run import ReplaySummary as ReplaySummary
     from dbgym.replayer.run import replay as replay
+    from dbgym.session import AppliedChange as AppliedChange
+    from dbgym.session import DbSession as DbSession
+    from dbgym.session import IndexSpec as IndexSpec
+    from dbgym.session import Measurement as Measurement
+    from dbgym.session import MeasureOutcome as MeasureOutcome
+    from dbgym.session import MeasureStatus as MeasureStatus
+    from dbgym.session import ObservationSource as ObservationSource
     from dbgym.spaces.plan import GraphPlanObservation as GraphPlanObservation
     from dbgym.spaces.plan import PaddedPlanObservation as PaddedPlanObservation
     from dbgym.state.database_state import DatabaseState as DatabaseState

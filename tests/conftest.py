@@ -1,4 +1,5 @@
-"""Shared fixtures: the `backend` fixture runs instance tests on every backend.
+"""Shared fixtures: the `backend` fixture runs instance tests on every backend; `faults`
+injects real faults (killed servers and backends) for the session tests.
 
 "docker" skips (with the reason) only when this machine cannot run it: no docker
 engine, no dbgym image, or the docker backend is not part of this build.
@@ -8,15 +9,19 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import shutil
+import signal
 import tempfile
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from dbgym.dbms.images import DEFAULT_IMAGE
-from dbgym.dbms.instance import default_workdir_base
+from dbgym.dbms.instance import PostgresInstance, default_workdir_base
 
 BACKENDS = ["local", "docker"]
 
@@ -69,3 +74,130 @@ def reachable_tmp() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+# -- fault injection ---------------------------------------------------------------------
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll `condition` (backing off from 1 ms to 50 ms) until it is true; fail the test
+    naming `what` if `timeout` seconds pass first. The event-based wait of these tests:
+    nothing sleeps a fixed time before a signal."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+class Background:
+    """A thread that waits for a condition, then acts (see `Faults.when`)."""
+
+    def __init__(self, condition: Callable[[], bool], action: Callable[[], None], what: str):
+        self.fired = threading.Event()
+        self._error: BaseException | None = None
+        self._cancel = threading.Event()
+        self._what = what
+
+        def run() -> None:
+            try:
+                delay = 0.001
+                while not condition():
+                    if self._cancel.wait(delay):
+                        return
+                    delay = min(delay * 2, 0.01)
+                action()
+                self.fired.set()
+            except BaseException as exc:  # handed to the test by join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, name=f"fault: {what}", daemon=True)
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def join(self, timeout: float = 60.0) -> None:
+        """Wait for the thread; re-raise what it raised; fail if it never acted."""
+        self._thread.join(timeout)
+        self._cancel.set()
+        self._thread.join(5.0)
+        if self._error is not None:
+            raise self._error
+        assert self.fired.is_set(), f"the fault was never injected: {self._what}"
+
+
+class Faults:
+    """Fault injection on real servers (see the `faults` fixture)."""
+
+    def __init__(self) -> None:
+        self._removers: list[Callable[[], None]] = []
+        self._threads: list[Background] = []
+
+    def kill_server(self, inst: PostgresInstance) -> None:
+        """Kill the server as a crash would: SIGKILL of the postmaster (local) or `docker
+        kill` of the container (docker). Returns once the instance sees it dead."""
+        fields = inst.backend_impl.registry_fields()
+        if inst.backend == "docker":
+            import docker
+
+            docker.from_env().containers.get(fields["container_id"]).kill()
+        else:
+            os.kill(int(fields["server_pid"]), signal.SIGKILL)
+        wait_until(lambda: not inst.alive(), 30, f"{inst.backend} server to die")
+
+    def kill_server_on(self, inst: PostgresInstance, event: str) -> threading.Event:
+        """Kill the server the first time `inst` reaches lifecycle `event` (e.g.
+        "starting": a new postmaster was spawned and is not ready yet). The returned
+        event is set once the kill was done."""
+        done = threading.Event()
+
+        def listener(what: str) -> None:
+            if what == event and not done.is_set():
+                done.set()
+                self.kill_server(inst)
+
+        self._removers.append(inst.add_listener(listener))
+        return done
+
+    def kill_backend(self, inst: PostgresInstance, pid: int) -> None:
+        """SIGKILL one backend process (pid as pg_stat_activity shows it), as the OOM
+        killer does: PostgreSQL then ends every session and restarts its processes."""
+        if inst.backend == "docker":
+            import docker
+
+            container = docker.from_env().containers.get(
+                inst.backend_impl.registry_fields()["container_id"]
+            )
+            out = container.exec_run(["sh", "-c", f"kill -KILL {int(pid)}"])
+            assert out.exit_code == 0, out.output
+        else:
+            os.kill(pid, signal.SIGKILL)
+
+    def when(
+        self, condition: Callable[[], bool], action: Callable[[], None], what: str
+    ) -> Background:
+        """Run `action` in a thread as soon as `condition()` holds (polled every few ms);
+        `.join()` it afterwards."""
+        bg = Background(condition, action, what)
+        self._threads.append(bg)
+        return bg
+
+    def close(self) -> None:
+        for remove in self._removers:
+            remove()
+        for bg in self._threads:
+            bg.cancel()
+
+
+@pytest.fixture
+def faults() -> Iterator[Faults]:
+    """Kills real servers (postmaster SIGKILL, `docker kill`, a backend's SIGKILL), on a
+    condition or at a lifecycle event, for the session's fault tests."""
+    injector = Faults()
+    try:
+        yield injector
+    finally:
+        injector.close()

@@ -60,5 +60,5 @@ def instance_fields(inst: Any) -> dict[str, Any]:
         "id": inst.id,
         "workdir": str(inst.workdir),
         "datadir": str(inst.datadir),
-        **inst._backend.registry_fields(),
+        **inst.backend_impl.registry_fields(),
     }

@@ -50,7 +50,7 @@ def client() -> Any:
 
 
 def container_of(inst: dbgym.PostgresInstance) -> Any:
-    backend = inst._backend
+    backend = inst.backend_impl
     assert isinstance(backend, DockerBackend)
     container = backend.container
     container.reload()
@@ -97,7 +97,7 @@ def test_labels_limits_and_loopback_only_port(client: Any) -> None:
             ).fetchone()
         assert row == (str(inst.datadir), inst.port)
         # the image's postgres user owns the host data directory when we are root
-        backend = inst._backend
+        backend = inst.backend_impl
         assert isinstance(backend, DockerBackend)
         if os.geteuid() == 0:
             assert inst.datadir.stat().st_uid == backend.image.uid
@@ -124,7 +124,7 @@ CHILD = """
 import json, sys, time
 import dbgym
 inst = dbgym.PostgresInstance.launch(backend="docker")
-print(json.dumps({"id": inst.id, "container": inst._backend.container.id,
+print(json.dumps({"id": inst.id, "container": inst.backend_impl.container.id,
                   "workdir": str(inst.workdir)}), flush=True)
 time.sleep(600)
 """
@@ -273,7 +273,7 @@ with dbgym.PostgresInstance.launch(backend="docker") as inst:
     inst.restore("a")
     with inst.connect() as conn:
         assert conn.execute("SELECT to_regclass('t')").fetchone() == (None,)
-    print(inst._backend.container.id, inst.workdir, flush=True)
+    print(inst.backend_impl.container.id, inst.workdir, flush=True)
 """
 
 

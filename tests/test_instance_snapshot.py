@@ -132,7 +132,7 @@ def test_snapshot_refuses_tablespaces_outside_the_datadir(backend: str) -> None:
     with dbgym.PostgresInstance.launch(backend=backend) as inst:
         location = inst.workdir / "tblspc"
         location.mkdir()
-        owner = inst._backend.datadir_owner()
+        owner = inst.backend_impl.datadir_owner()
         if owner is not None:
             os.chown(location, *owner)
         with inst.connect(autocommit=True) as conn:

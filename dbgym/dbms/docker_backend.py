@@ -38,6 +38,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import dbgym.dbms.procs as procs
 from dbgym.dbms.backend import (
     Backend,
     BackendOptions,
@@ -114,6 +115,7 @@ class DockerBackend(Backend):
         self._workdir: Path | None = None
         self._run: Path | None = None
         self._container: Any = None
+        self._init: tuple[int, int] | None = None  # host pid + start time of its init
         self._port: int | None = None
         self._attempt = 0
         self._log_offset = 0
@@ -290,20 +292,42 @@ class DockerBackend(Backend):
             if "allocated" in msg or "address already in use" in msg:
                 lines.append(f"port {port} is already in use")  # the core retries another
             raise PostgresStartError(f"cannot start the container: {msg}", lines) from exc
+        self._init = self._init_process()
+
+    def _init_process(self) -> tuple[int, int] | None:
+        """The container's init process as this host sees it (pid, start time), when the
+        engine runs on this host: its death is the container's, seen without an API call."""
+        import docker.errors
+
+        try:
+            self._container.reload()
+            pid = int(self._container.attrs["State"]["Pid"])
+        except (docker.errors.APIError, KeyError, TypeError, ValueError):
+            return None
+        started = procs.start_time(pid) if pid > 0 else None
+        return (pid, started) if started is not None else None
 
     def _remove_container(self) -> None:
         import docker.errors
 
         container, self._container, self._port = self._container, None, None
+        self._init = None
         if container is not None:
-            with contextlib.suppress(docker.errors.NotFound):
+            try:
                 container.remove(force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:  # 409: its removal is already under way
+                    raise
 
     def _container_running(self) -> bool:
         import docker.errors
 
         if self._container is None:
             return False
+        if self._init is not None and not procs.is_alive(*self._init):
+            return False  # killed (docker kill, OOM), stopped or removed
         try:
             self._container.reload()
         except docker.errors.NotFound:
@@ -363,6 +387,8 @@ class DockerBackend(Backend):
             return False
         if self._exited():
             return False
+        if self._init is not None:  # the container's death, seen in /proc (no API call)
+            return procs.is_alive(*self._init)
         now = time.monotonic()
         if now >= self._next_state_check:  # the container itself may have died (OOM kill)
             self._next_state_check = now + 1.0
@@ -378,8 +404,8 @@ class DockerBackend(Backend):
         while not self._exited():
             with contextlib.suppress(OSError, ValueError):
                 return int(path.read_text())
-            if time.monotonic() > deadline:
-                return None
+            if time.monotonic() > deadline or not self.is_running():
+                return None  # (the container died before the supervisor spawned it)
             time.sleep(0.001)
         return None
 
@@ -394,11 +420,19 @@ class DockerBackend(Backend):
         return str(self._run) if self._run is not None else None
 
     def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
+        """Stop the server; a dead container (docker kill, OOM) is left for `start` to
+        replace and never raises here."""
         if not self.is_running():
             return
         pid = self._server_pid(timeout=10.0)
+        sent = False
         if pid is not None:
-            self._send(f"stop {_SIGNALS[mode]} {pid}")
+            try:
+                self._send(f"stop {_SIGNALS[mode]} {pid}")
+                sent = True
+            except PostgresStartError:
+                pass  # the supervisor is gone (the container died meanwhile): remove it
+        if sent:
             deadline = time.monotonic() + timeout
             delay = 0.0005
             while not self._exited() and time.monotonic() < deadline:

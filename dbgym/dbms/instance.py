@@ -15,9 +15,10 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 
@@ -28,7 +29,15 @@ import dbgym.dbms.knobs as kn
 import dbgym.dbms.lifecycle as lifecycle
 import dbgym.dbms.snapshot as snap
 from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
-from dbgym.errors import DbgymError, KnobError, PostgresStartError, SnapshotError
+from dbgym.errors import (
+    DbgymError,
+    InstanceClosedError,
+    InstanceError,
+    InvalidArgumentError,
+    KnobError,
+    PostgresStartError,
+    SnapshotError,
+)
 
 SUPERUSER = "dbgym"
 DATABASE = "postgres"
@@ -36,6 +45,13 @@ START_TIMEOUT = 60.0
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _RELEVANT = re.compile(r"\b(FATAL|PANIC|ERROR|DETAIL|HINT|CONTEXT)\b|could not|invalid", re.I)
 _OWNED_PATHS = ["data", "snapshots", "run", "server.log", ".pwfile"]
+
+#: What `PostgresInstance.add_listener` callbacks receive, in this order per restart:
+#: "stopping" (the server is about to be stopped), "stopped" (nothing of it runs any
+#: more), "starting" (a new server process was spawned; not ready yet), "ready" (it
+#: accepts connections: every earlier connection to the instance is gone).
+LifecycleEvent = Literal["stopping", "stopped", "starting", "ready"]
+LifecycleListener = Callable[[LifecycleEvent], None]
 
 
 def free_port() -> int:
@@ -75,6 +91,7 @@ class PostgresInstance:
         self._version_num: int | None = None
         self._snapshots: dict[str, tuple[snap.Manifest, dict[str, bytes]]] = {}
         self._closed = False
+        self._listeners: list[LifecycleListener] = []
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -192,10 +209,15 @@ class PostgresInstance:
     def _start_once(self) -> None:
         if self._backend.is_running():
             raise PostgresStartError("server is already running")
+        # Leftovers of a server that died (children of a killed postmaster still holding
+        # its shared memory, a dead container): gone before the new one starts.
+        self._backend.stop("immediate")
         (self.datadir / "postmaster.pid").unlink(missing_ok=True)  # stale: we own this dir
         self._backend.start(self.datadir, self.port)
         self._write_registry()
+        self._emit("starting")
         self._wait_ready()
+        self._emit("ready")
 
     def _wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -241,7 +263,13 @@ class PostgresInstance:
             with contextlib.suppress(psycopg.Error):
                 self._admin.close()
             self._admin = None
+        self._emit("stopping")
         self._backend.stop(mode)
+        self._emit("stopped")
+
+    def _emit(self, event: LifecycleEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
 
     def restart(self) -> None:
         """Clean shutdown, then start again."""
@@ -249,18 +277,74 @@ class PostgresInstance:
         self._stop("fast")
         self._start()
 
+    def start(self) -> None:
+        """Start the server unless it runs, and wait until it accepts connections.
+
+        What a server that died left behind (its stray processes, a dead container) is
+        removed first, so this also brings back a killed server on the same data
+        directory. Raises PostgresStartError (with the server log's relevant lines).
+        """
+        self._check_open()
+        if self._backend.is_running():
+            return
+        self._start()
+
+    def stop(self, mode: StopMode = "fast") -> None:
+        """Stop the server: "fast" = clean shutdown (the data directory is consistent),
+        "immediate" = discard its state (crash recovery at the next start). Returns once
+        nothing of it runs. A server that is not running (stopped, or died) is fine.
+        The instance stays open: `start()` brings the server back."""
+        self._check_open()
+        if mode not in ("fast", "immediate"):
+            raise InvalidArgumentError(f"stop mode must be 'fast' or 'immediate', got {mode!r}")
+        self._stop(mode)
+
+    def alive(self) -> bool:
+        """Whether the server process runs (not closed, not stopped, not died). It may
+        still be starting up or recovering from a crashed backend; a connection tells."""
+        return not self._closed and self._backend.is_running()
+
+    def add_listener(self, listener: LifecycleListener) -> Callable[[], None]:
+        """Call `listener(event)` at every lifecycle step of this instance's server
+        (see `LifecycleEvent`), synchronously in the thread that drives it: restarts by
+        knob changes, snapshots, restores and recoveries included. For sessions (which
+        count restarts), logging, timing and fault injection. An exception raised by a
+        listener propagates into the operation. Returns a function that removes it."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            with contextlib.suppress(ValueError):
+                self._listeners.remove(listener)
+
+        return remove
+
+    @property
+    def backend_impl(self) -> Backend:
+        """The Backend object that runs the server (dbgym.dbms.backend.Backend): its
+        public facts, e.g. `registry_fields()` (server pid or container id) and
+        `datadir_owner()`."""
+        return self._backend
+
     @property
     def _conn(self) -> psycopg.Connection[Any]:
         self._check_open()
+        if self._admin is not None and self._admin.broken:  # the server restarted or died
+            with contextlib.suppress(psycopg.Error):
+                self._admin.close()
+            self._admin = None
         if self._admin is None or self._admin.closed:
             if not self._backend.is_running():
-                raise DbgymError("the server is not running (a failed start or restore?)")
+                raise InstanceError(
+                    f"the server of instance {self.id} is not running (stopped, a failed "
+                    "start or restore, or it died; start() or a session's recover() "
+                    "brings it back)"
+                )
             self._admin = self._connect_admin()
         return self._admin
 
     def _check_open(self) -> None:
         if self._closed:
-            raise DbgymError(f"instance {self.id} is closed")
+            raise InstanceClosedError(f"instance {self.id} is closed")
 
     # -- public facts -----------------------------------------------------------------
     @property
@@ -487,12 +571,19 @@ class PostgresInstance:
 
     # -- closing ----------------------------------------------------------------------
     def close(self, keep: bool = False) -> None:
-        """Stop the server, release the backend's resources and (unless keep) the files."""
+        """Stop the server, release the backend's resources and (unless keep) the files.
+
+        Idempotent; a server that died (killed, container gone) is no error."""
         if self._closed:
             return
         self._closed = True
+        self._listeners.clear()
         try:
-            self._stop("fast" if keep else "immediate")
+            try:
+                self._stop("fast" if keep else "immediate")
+            except Exception:
+                if self._backend.is_running():
+                    raise  # still running: the caller must hear that the stop failed
         finally:
             try:
                 self._backend.remove()

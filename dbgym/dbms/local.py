@@ -100,6 +100,7 @@ class LocalBackend(Backend):
         self._socket_dir: Path | None = None
         self._own_socket_dir = False
         self._proc: subprocess.Popen[bytes] | None = None
+        self._stopped: subprocess.Popen[bytes] | None = None  # _proc, once nothing of it runs
         self._log_path: Path | None = None
         self._log_offset = 0
         self._log_file: IO[bytes] | None = None
@@ -226,9 +227,11 @@ class LocalBackend(Backend):
         return str(self._socket_dir) if self._socket_dir is not None else None
 
     def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
+        """Stop the server and whatever of it is left (a killed postmaster's children);
+        idempotent, and no error when it died."""
         proc = self._proc
-        if proc is None:
-            return
+        if proc is None or proc is self._stopped:
+            return  # (its process group, once gone, is never signalled again: pid reuse)
         if proc.poll() is None:
             proc.send_signal(_STOP_SIGNALS[mode])
             if not procs.wait_child(proc, timeout):
@@ -240,6 +243,8 @@ class LocalBackend(Backend):
             procs.kill_group(proc.pid)
             for pid in procs.group_members(proc.pid):
                 procs.wait_gone(pid, 5.0)
+        if not procs.group_alive(proc.pid):
+            self._stopped = proc
 
     def recent_log_lines(self, limit: int = 200) -> list[str]:
         if self._log_path is None or not self._log_path.exists():

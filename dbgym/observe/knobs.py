@@ -6,6 +6,10 @@ Numeric knobs whose range spans three or more orders of magnitude are log-scaled
 (ln(1 + v - lo) / ln(1 + hi - lo)); others are linear. Booleans map to 0/1, enums to
 their position in enumvals / (n - 1). Values outside the range are clipped. String knobs
 have no numeric state and are refused.
+
+The observer reads pg_settings on its own connection; when a restart, restore or crash
+ended it, `observe()` reconnects (and a `DbSession` reconnects it at every epoch through
+`on_epoch`), so the state always shows the values the running server uses.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 
 from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows
-from dbgym.errors import ObservationError
+from dbgym.errors import ObservationError, ServerCrashedError
 from dbgym.types import SupportsConnect
 
 #: Ranges with hi / max(lo, 1) at least this large are log-scaled.
@@ -88,6 +92,12 @@ def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) 
     return KnobScale(spec.name, spec.vartype, lo, hi, log)
 
 
+def _connect(source: SupportsConnect | str) -> psycopg.Connection[Any]:
+    if isinstance(source, str):
+        return psycopg.connect(source, autocommit=True)
+    return source.connect(autocommit=True)
+
+
 class KnobStateObserver:
     """Current values of `knobs`, normalized, as `space` (Box [0, 1]^k) with `names`."""
 
@@ -98,11 +108,8 @@ class KnobStateObserver:
         ranges: Mapping[str, tuple[float, float]] | None = None,
         catalog: Mapping[str, KnobSpec] | None = None,
     ) -> None:
-        self._conn: psycopg.Connection[Any] = (
-            psycopg.connect(source, autocommit=True)
-            if isinstance(source, str)
-            else source.connect(autocommit=True)
-        )
+        self._source = source
+        self._conn: psycopg.Connection[Any] = _connect(source)
         try:
             if catalog is None:
                 catalog = getattr(source, "knob_catalog", None)
@@ -129,11 +136,40 @@ class KnobStateObserver:
         return np.array([s.normalize(settings[s.name]) for s in self.scales], dtype=np.float32)
 
     def observe(self) -> NDArray[np.float32]:
-        """The knobs' current values on the server, normalized."""
-        rows = self._conn.execute(
+        """The knobs' current values on the server, normalized (reconnects once if the
+        connection was lost: a restart, restore or crash since the last call)."""
+        if self._conn.closed or self._conn.broken:
+            self.reconnect()
+        try:
+            rows = self._settings()
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+            self.reconnect()
+            rows = self._settings()
+        return self.normalize({str(n): str(v) for n, v in rows})
+
+    def _settings(self) -> list[tuple[Any, ...]]:
+        return self._conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(self.names),)
         ).fetchall()
-        return self.normalize({str(n): str(v) for n, v in rows})
+
+    def reconnect(self) -> None:
+        """Replace the observer's connection with a new one; ServerCrashedError if the
+        server cannot be reached."""
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        try:
+            self._conn = _connect(self._source)
+        except psycopg.OperationalError as exc:
+            raise ServerCrashedError(
+                f"the knob-state observer cannot reconnect to the server: {str(exc).strip()}"
+            ) from exc
+
+    def on_epoch(self, session: SupportsConnect) -> None:
+        """A `DbSession` restarted or restored its server: connect through `session`."""
+        self._source = session
+        self.reconnect()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

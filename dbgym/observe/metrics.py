@@ -13,6 +13,13 @@ Columns are discovered from the views themselves, so new counters in newer relea
 picked up. Values are float64; `observe()` returns the change since the previous call.
 The observer's own queries are part of what it measures (a few transactions and tuples
 per call).
+
+Restarts: a restart, a restore or a crash of a backend ends the observer's connection,
+and the counters may jump back (a restore brings back the snapshot's counters; crash
+recovery zeroes them). Registered with a `DbSession`, the observer reconnects and takes
+a new baseline at every epoch (`on_epoch`). On its own, `observe()` notices the lost
+connection, reconnects and returns zeros (the new baseline): never a delta across a
+restart.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 from psycopg import sql
 
-from dbgym.errors import ObservationError
+from dbgym.errors import ObservationError, ServerCrashedError
 from dbgym.types import SupportsConnect
 
 #: Postgres type OIDs of numeric columns: int2, int4, int8, float4, float8, numeric.
@@ -49,6 +56,12 @@ def _numeric_columns(conn: psycopg.Connection[Any], view: str) -> list[str]:
     return cols
 
 
+def _connect(source: SupportsConnect | str) -> psycopg.Connection[Any]:
+    if isinstance(source, str):
+        return psycopg.connect(source, autocommit=True)
+    return source.connect(autocommit=True)
+
+
 def _pg_stat_statements_usable(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
     if row is None:
@@ -65,11 +78,11 @@ class MetricsObserver:
     """Deltas of the server's cumulative statistics, as `space` (a Box) with `names`."""
 
     def __init__(self, source: SupportsConnect | str) -> None:
-        self._conn: psycopg.Connection[Any] = (
-            psycopg.connect(source, autocommit=True)
-            if isinstance(source, str)
-            else source.connect(autocommit=True)
-        )
+        self._source = source
+        self._conn: psycopg.Connection[Any] = _connect(source)
+        #: How often the observer reconnected (a restart, restore or crash ended its
+        #: connection); each time the baseline was taken again.
+        self.reconnects = 0
         try:
             conn = self._conn
             self.server_version_num = conn.info.server_version
@@ -109,6 +122,8 @@ class MetricsObserver:
 
     def snapshot(self) -> NDArray[np.float64]:
         """Current values of every counter (not deltas)."""
+        if self._conn.closed or self._conn.broken:
+            self.reconnect()
         row = self._conn.execute(self._query).fetchone()
         if row is None:
             raise ObservationError("the statistics views returned no row")
@@ -123,11 +138,43 @@ class MetricsObserver:
         return np.zeros(len(self.names), dtype=np.float64)
 
     def observe(self) -> NDArray[np.float64]:
-        """Change of every counter since the previous observe()/reset() (or construction)."""
-        now = self.snapshot()
+        """Change of every counter since the previous observe()/reset() (or construction).
+
+        If the connection was lost since (the server restarted, was restored or a backend
+        crashed), reconnects and returns zeros: the new baseline."""
+        lost = self.reconnects
+        try:
+            now = self.snapshot()
+        except psycopg.OperationalError:
+            if not self._conn.broken:
+                raise
+            now = self.snapshot()  # reconnects
+        if self.reconnects != lost:
+            self._last = now
+            return np.zeros(len(self.names), dtype=np.float64)
         delta = now - self._last
         self._last = now
         return delta
+
+    def reconnect(self) -> None:
+        """Replace the observer's connection with a new one (the baseline stays: see
+        `on_epoch`). Raises ServerCrashedError if the server cannot be reached."""
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        try:
+            self._conn = _connect(self._source)
+        except psycopg.OperationalError as exc:
+            raise ServerCrashedError(
+                f"the metrics observer cannot reconnect to the server: {str(exc).strip()}"
+            ) from exc
+        self.reconnects += 1
+
+    def on_epoch(self, session: SupportsConnect) -> None:
+        """A `DbSession` restarted or restored its server: connect through `session`
+        and take the new baseline (the next observe() counts from here)."""
+        self._source = session
+        self.reconnect()
+        self.reset()
 
     def as_dict(self, observation: NDArray[np.float64]) -> dict[str, float]:
         return dict(zip(self.names, observation.tolist(), strict=True))

@@ -216,10 +216,23 @@ def _timeout_ms(statement_timeout: float | None) -> int | None:
     return max(1, round(statement_timeout * 1000))
 
 
-def _wait(handle: _core.ReplayHandle, show_progress: bool) -> None:
+def _step(deadline: float | None) -> float:
+    """How long to wait for the handle next: 0.1 s, or less before the deadline."""
+    if deadline is None:
+        return 0.1
+    return max(0.0, min(0.1, deadline - time.monotonic()))
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
+
+
+def _wait(handle: _core.ReplayHandle, show_progress: bool, deadline: float | None) -> None:
+    """Until the replay ends, or the deadline passes (then the caller cancels it)."""
     if not show_progress:
-        while not handle.wait(0.1):
-            pass
+        while not handle.wait(_step(deadline)):
+            if _past(deadline):
+                return
         return
     from rich.progress import (
         BarColumn,
@@ -239,8 +252,10 @@ def _wait(handle: _core.ReplayHandle, show_progress: bool) -> None:
     )
     with Progress(*columns, transient=True) as bar:
         task = bar.add_task("replay", total=handle.total)
-        while not handle.wait(0.1):
+        while not handle.wait(_step(deadline)):
             bar.update(task, completed=handle.done())
+            if _past(deadline):
+                break
         bar.update(task, completed=handle.done())
 
 
@@ -255,6 +270,7 @@ def replay(
     progress: bool | None = None,
     threads: int | None = None,
     identity: Identity = "dsn",
+    timeout: float | None = None,
 ) -> ReplayResult:
     """Replays `workload` (a dbgym.Workload or dbgym._core.Trace) against a server.
 
@@ -274,6 +290,8 @@ def replay(
         and the DSN's password and other settings, so a log spanning several databases
         replays into each; needs concurrency=None. A login the server refuses is recorded
         as that session's statements' SQLSTATE (e.g. 3D000, 28P01), and the replay goes on.
+    timeout: seconds for the whole replay (None = no limit); when they pass, the replay is
+        cancelled as by Ctrl-C and what ran is returned (`result.cancelled` is True).
 
     Ctrl-C cancels the statements in flight, closes the connections and re-raises.
     """
@@ -283,6 +301,8 @@ def replay(
         raise WorkloadError(f"speed must be a positive number or None, got {speed}")
     if concurrency is not None and concurrency < 1:
         raise WorkloadError(f"concurrency must be at least 1 or None, got {concurrency}")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise WorkloadError(f"timeout must be a positive number of seconds, got {timeout}")
     handle = _core.replay_start(
         trace,
         dsn,
@@ -294,8 +314,11 @@ def replay(
         identity=identity,
     )
     show = sys.stderr.isatty() if progress is None else progress
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        _wait(handle, show)
+        _wait(handle, show, deadline)
+        if _past(deadline) and not handle.wait(0.0):
+            handle.cancel()  # in-flight statements are cancelled; result() waits for the end
     except BaseException:
         handle.cancel()
         deadline = time.monotonic() + 30.0
