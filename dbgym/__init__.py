@@ -27,7 +27,7 @@ _EXPORTS: dict[str, str] = {
     "DbSession": "dbgym.session",
     "GraphPlanObservation": "dbgym.spaces.plan",
     "InstanceSpec": "dbgym.dbms.spec",
-    "IndexSpec": "dbgym.session",
+    "IndexSpec": "dbgym.dbms.indexes",
     "KnobChange": "dbgym.dbms.knobs",
     "KnobStateObserver": "dbgym.observe.knobs",
     "MeasureOutcome": "dbgym.session",
@@ -52,6 +52,7 @@ _EXPORTS: dict[str, str] = {
 
 if TYPE_CHECKING:
     from dbgym import errors as errors
+    from dbgym.dbms.indexes import IndexSpec as IndexSpec
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
     from dbgym.dbms.spec import InstanceSpec as InstanceSpec
@@ -68,7 +69,6 @@ if TYPE_CHECKING:
     from dbgym.replayer.run import replay as replay
     from dbgym.session import AppliedChange as AppliedChange
     from dbgym.session import DbSession as DbSession
-    from dbgym.session import IndexSpec as IndexSpec
     from dbgym.session import Measurement as Measurement
     from dbgym.session import MeasureOutcome as MeasureOutcome
     from dbgym.session import MeasureStatus as MeasureStatus

@@ -39,9 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import hashlib
 import math
-import re
 import select
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -50,9 +48,10 @@ from types import TracebackType
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import psycopg
-from psycopg import sql
 
 import dbgym._core as _core
+import dbgym.dbms.indexes as indexes_ddl
+from dbgym.dbms.indexes import IndexSpec as IndexSpec  # (also dbgym.session.IndexSpec)
 from dbgym.dbms.instance import LifecycleEvent, PostgresInstance
 from dbgym.dbms.knobs import KnobChange
 from dbgym.dbms.knobs import validate as validate_knobs
@@ -71,9 +70,6 @@ from dbgym.replayer.run import Identity, ReplayResult, replay
 from dbgym.types import SettingValue, TemplateSettings
 from dbgym.workload.workload import Workload
 
-#: Name prefix of the indexes a session manages (`apply(indexes=...)` drops only these).
-INDEX_PREFIX = "dbgym_ix_"
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 #: SQLSTATEs meaning the connection (not the statement) is gone: class 08, and the
 #: server ending sessions (admin shutdown, crash of another process, still starting).
 _CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
@@ -125,65 +121,6 @@ class Measurement(NamedTuple):
 
     result: ReplayResult | None
     status: MeasureStatus
-
-
-@dataclass(frozen=True)
-class IndexSpec:
-    """An index a session creates: `table` ("orders" or "schema.orders"), its `columns`
-    (names as the catalog spells them: unquoted SQL names are lower case) and the access
-    method. `name` is deterministic (the same spec always has the same name) and starts
-    with INDEX_PREFIX, by which the session tells its indexes from the database's own."""
-
-    table: str
-    columns: tuple[str, ...]
-    using: str = "btree"
-
-    def __post_init__(self) -> None:
-        columns: Any = self.columns
-        if isinstance(columns, str):
-            columns = (columns,)
-        try:
-            columns = tuple(columns)
-        except TypeError:
-            raise InvalidArgumentError(
-                f"IndexSpec columns must be a sequence of column names, got {self.columns!r}"
-            ) from None
-        object.__setattr__(self, "columns", columns)
-        parts = self.table.split(".") if isinstance(self.table, str) else []
-        if not 1 <= len(parts) <= 2 or not all(_IDENT.match(p) for p in parts):
-            raise InvalidArgumentError(
-                f"IndexSpec table {self.table!r}: give a table name or schema.table of "
-                "letters, digits, '_' and '$'"
-            )
-        if not columns:
-            raise InvalidArgumentError(f"IndexSpec on {self.table}: no columns given")
-        bad = [c for c in columns if not (isinstance(c, str) and _IDENT.match(c))]
-        if bad:
-            raise InvalidArgumentError(
-                f"IndexSpec on {self.table}: column names must be letters, digits, '_' and "
-                f"'$', got {', '.join(map(repr, bad))}"
-            )
-        if len(set(columns)) != len(columns):
-            raise InvalidArgumentError(f"IndexSpec on {self.table}: repeated column in {columns}")
-        if not (isinstance(self.using, str) and _IDENT.match(self.using)):
-            raise InvalidArgumentError(
-                f"IndexSpec on {self.table}: access method {self.using!r} is not a name"
-            )
-
-    @property
-    def name(self) -> str:
-        """`dbgym_ix_<table>_<columns>_<hash>`, at most 63 characters."""
-        key = f"{self.table}\0{','.join(self.columns)}\0{self.using}".encode()
-        digest = hashlib.sha256(key).hexdigest()[:10]
-        readable = "_".join([self.table.split(".")[-1], *self.columns]).lower()
-        readable = re.sub(r"[^a-z0-9_]", "_", readable)[:40]
-        return f"{INDEX_PREFIX}{readable}_{digest}"
-
-    def _table_sql(self) -> sql.Identifier:
-        return sql.Identifier(*self.table.split("."))
-
-    def __str__(self) -> str:
-        return f"{self.table} USING {self.using} ({', '.join(self.columns)})"
 
 
 @dataclass(frozen=True)
@@ -604,9 +541,9 @@ class DbSession:
 
         knobs: through PostgresInstance.apply_knobs (reload, or restart for postmaster
             knobs: the epoch moves). Not for a DSN session.
-        indexes: the session's indexes, as a whole: those in the list that the database
-            lacks are created, the session's (INDEX_PREFIX) ones not in it dropped; [] drops
-            them all. Indexes of the database's own are never touched.
+        indexes: dbgym's indexes, as a whole (dbgym.dbms.indexes.apply, one transaction):
+            those in the list that the database lacks are created, dbgym's ones not in it
+            dropped; [] drops them all. Indexes of the database's own are never touched.
         template_settings: per-template planner settings every later measure applies
             ({} clears them).
 
@@ -620,7 +557,7 @@ class DbSession:
             if template_settings is not None
             else None
         )
-        specs = self._validated_indexes(indexes) if indexes is not None else None
+        specs = indexes_ddl.validated(indexes) if indexes is not None else None
         if knobs is not None:
             if not isinstance(knobs, Mapping):
                 raise InvalidArgumentError(
@@ -639,88 +576,14 @@ class DbSession:
             if knobs and inst is not None:
                 validate_knobs(inst.knob_catalog, dict(knobs))  # KnobError: nothing changed
             if specs is not None:
-                self._check_index_targets(specs)
-                created, dropped = self._apply_indexes(specs)  # one transaction
+                indexes_ddl.check_targets(self.connection(), specs)
+                created, dropped = indexes_ddl.apply(self.connection(), specs)
             if knobs is not None:
                 change = inst.apply_knobs(dict(knobs)) if inst is not None else KnobChange()
             self.connection()  # back in step after a restart
         if settings is not None:
             self._template_settings = settings
         return AppliedChange(knobs=change, created=created, dropped=dropped)
-
-    @staticmethod
-    def _validated_indexes(indexes: Sequence[IndexSpec]) -> list[IndexSpec]:
-        if isinstance(indexes, str | IndexSpec) or not isinstance(indexes, Sequence | set):
-            raise InvalidArgumentError(
-                f"indexes must be a list of IndexSpec, got {type(indexes).__name__}"
-            )
-        specs = list(indexes)
-        bad = [s for s in specs if not isinstance(s, IndexSpec)]
-        if bad:
-            raise InvalidArgumentError(
-                f"indexes must be IndexSpec values, got {type(bad[0]).__name__}: {bad[0]!r}"
-            )
-        return list(dict.fromkeys(specs))
-
-    def _check_index_targets(self, specs: list[IndexSpec]) -> None:
-        conn = self.connection()
-        methods = {r[0] for r in conn.execute("SELECT amname FROM pg_am WHERE amtype = 'i'")}
-        for spec in specs:
-            if spec.using not in methods:
-                raise InvalidArgumentError(
-                    f"index {spec}: unknown access method {spec.using!r} (this server has "
-                    f"{', '.join(sorted(methods))})"
-                )
-            qualified = spec._table_sql().as_string(conn)
-            row = conn.execute("SELECT to_regclass(%s)::oid", (qualified,)).fetchone()
-            if row is None or row[0] is None:
-                raise InvalidArgumentError(f"index {spec}: no table {spec.table!r}")
-            have = {
-                r[0]
-                for r in conn.execute(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum > 0 "
-                    "AND NOT attisdropped",
-                    (row[0],),
-                )
-            }
-            missing = [c for c in spec.columns if c not in have]
-            if missing:
-                raise InvalidArgumentError(
-                    f"index {spec}: table {spec.table} has no column(s) {', '.join(missing)}"
-                )
-
-    def _apply_indexes(self, specs: list[IndexSpec]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        conn = self.connection()
-        existing = {
-            name: schema
-            for schema, name in conn.execute(
-                "SELECT n.nspname, c.relname FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE c.relkind = 'i' AND starts_with(c.relname, %s)",
-                (INDEX_PREFIX,),
-            )
-        }
-        wanted = {spec.name: spec for spec in specs}
-        dropped = tuple(sorted(n for n in existing if n not in wanted))
-        created = tuple(n for n in wanted if n not in existing)
-        with conn.transaction():  # all or nothing (index DDL is transactional)
-            for name in dropped:
-                conn.execute(
-                    sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(existing[name], name))
-                )
-            for name in created:
-                spec = wanted[name]
-                statement = sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
-                    sql.Identifier(name),
-                    spec._table_sql(),
-                    sql.Identifier(spec.using),
-                    sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
-                )
-                try:
-                    conn.execute(statement)
-                except psycopg.Error as exc:
-                    raise _translate(exc, f"creating index {spec}") from exc
-        return created, dropped
 
     def measure(
         self,

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,12 @@ class Background:
         assert self.fired.is_set(), f"the fault was never injected: {self._what}"
 
 
+def _container(inst: PostgresInstance) -> Any:
+    import docker
+
+    return docker.from_env().containers.get(inst.backend_impl.registry_fields()["container_id"])
+
+
 class Faults:
     """Fault injection on real servers (see the `faults` fixture)."""
 
@@ -139,14 +146,24 @@ class Faults:
     def kill_server(self, inst: PostgresInstance) -> None:
         """Kill the server as a crash would: SIGKILL of the postmaster (local) or `docker
         kill` of the container (docker). Returns once the instance sees it dead."""
-        fields = inst.backend_impl.registry_fields()
         if inst.backend == "docker":
-            import docker
-
-            docker.from_env().containers.get(fields["container_id"]).kill()
+            _container(inst).kill()
+            wait_until(lambda: not inst.alive(), 30, "the docker container to die")
         else:
-            os.kill(int(fields["server_pid"]), signal.SIGKILL)
-        wait_until(lambda: not inst.alive(), 30, f"{inst.backend} server to die")
+            self.kill_postmaster(inst)
+
+    def kill_postmaster(self, inst: PostgresInstance) -> None:
+        """SIGKILL of the postmaster alone (in its container, on docker, which lives on).
+        Returns once the instance sees it dead."""
+        if inst.backend == "docker":
+            # the pid in the container's namespace, as the server wrote it
+            wait_until(lambda: (inst.datadir / "postmaster.pid").exists(), 30, "postmaster.pid")
+            pid = int((inst.datadir / "postmaster.pid").read_text().split()[0])
+            out = _container(inst).exec_run(["sh", "-c", f"kill -KILL {pid}"])
+            assert out.exit_code == 0, out.output
+        else:
+            os.kill(int(inst.backend_impl.registry_fields()["server_pid"]), signal.SIGKILL)
+        wait_until(lambda: not inst.alive(), 30, f"the {inst.backend} postmaster to die")
 
     def kill_server_on(self, inst: PostgresInstance, event: str) -> threading.Event:
         """Kill the server the first time `inst` reaches lifecycle `event` (e.g.
@@ -166,12 +183,7 @@ class Faults:
         """SIGKILL one backend process (pid as pg_stat_activity shows it), as the OOM
         killer does: PostgreSQL then ends every session and restarts its processes."""
         if inst.backend == "docker":
-            import docker
-
-            container = docker.from_env().containers.get(
-                inst.backend_impl.registry_fields()["container_id"]
-            )
-            out = container.exec_run(["sh", "-c", f"kill -KILL {int(pid)}"])
+            out = _container(inst).exec_run(["sh", "-c", f"kill -KILL {int(pid)}"])
             assert out.exit_code == 0, out.output
         else:
             os.kill(pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from dbgym import _core
 from dbgym.errors import InstanceError, ServerCrashedError
 from dbgym.observe import MetricsObserver
 from dbgym.session import DbSession, MeasureOutcome
-from tests.conftest import Faults
+from tests.conftest import Faults, docker_unavailable_reason
 from tests.instance_checks import instance_fields, leftovers
 
 SLEEP = "SELECT pg_sleep(0.02)"
@@ -174,3 +174,33 @@ def test_killed_server_restore_restart_start_close(backend: str, faults: Faults)
         inst.close()
     inst.close()
     assert leftovers(fields) == []
+
+
+def test_postmaster_killed_in_its_container(faults: Faults) -> None:
+    """Docker, the postmaster SIGKILLed while its container lives on (the supervisor
+    sees it exit): reported during measure, recovered in the same container."""
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    with DbSession.launch(backend="docker") as session:
+        inst = session.instance
+        assert inst is not None
+        container = inst.backend_impl.registry_fields()["container_id"]
+        watch = inst.connect(autocommit=True)
+        try:
+            killer = faults.when(
+                lambda: running_sleep(watch) is not None,
+                lambda: faults.kill_postmaster(inst),
+                "SIGKILL of the postmaster in its container once the replay runs",
+            )
+            result, status = session.measure(sleeps(400, 4), speed=None)
+            killer.join()
+        finally:
+            with contextlib.suppress(psycopg.Error):
+                watch.close()
+        assert status.outcome is MeasureOutcome.SERVER_CRASHED, status
+        assert isinstance(status.error, ServerCrashedError)
+        assert result is not None and not result.ok.all()
+        assert session.recover() == "restarted"
+        assert inst.backend_impl.registry_fields()["container_id"] == container
+        measures_fine(session)

@@ -122,3 +122,26 @@ def test_knob_state_refuses_what_it_cannot_normalize(plain: PostgresInstance) ->
         KnobStateObserver(plain, ["work_mem", "no_such_knob"])
     with pytest.raises(ObservationError, match="ranges given for knobs not observed"):
         KnobStateObserver(plain, ["work_mem"], ranges={"shared_buffers": (1, 2)})
+
+
+def test_observers_on_their_own_across_a_restart(plain: PostgresInstance) -> None:
+    """Without a session: a restart ends the observers' connections; they reconnect on
+    the next observe, the metrics one from a new baseline (zeros, never a delta that spans
+    the restart), the knob-state one showing the value the restarted server uses."""
+    with MetricsObserver(plain) as metrics, KnobStateObserver(plain, ["shared_buffers"]) as knobs:
+        metrics.observe()
+        before = knobs.observe()
+        plain.apply_knobs({"shared_buffers": "32MB"})  # a postmaster knob: restart
+        try:
+            assert not metrics.observe().any() and metrics.reconnects == 1
+            after = knobs.observe()
+            assert after[0] < before[0]
+            assert after[0] == pytest.approx(knobs.normalize({"shared_buffers": "4096"})[0])
+            with plain.connect(autocommit=True) as conn:
+                conn.execute("SELECT 1")
+            delta = metrics.observe()  # counting again from the reconnect
+            assert (delta >= 0).all() and metrics.as_dict(delta)[
+                "pg_stat_database.xact_commit"
+            ] < 50
+        finally:
+            plain.apply_knobs({"shared_buffers": "128MB"})

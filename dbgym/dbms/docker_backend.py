@@ -305,7 +305,11 @@ class DockerBackend(Backend):
         except (docker.errors.APIError, KeyError, TypeError, ValueError):
             return None
         started = procs.start_time(pid) if pid > 0 else None
-        return (pid, started) if started is not None else None
+        # The engine may see another pid namespace (a remote or sidecar daemon): trust the
+        # pid only if it is our supervisor (its command line names our run directory).
+        if started is None or str(self._run) not in procs.cmdline(pid):
+            return None
+        return (pid, started)
 
     def _remove_container(self) -> None:
         import docker.errors
