@@ -367,6 +367,8 @@ class DbSession:
 
     def _open_admin(self) -> psycopg.Connection[Any]:
         inst = self._instance
+        if inst is not None and inst.closed:
+            raise InstanceClosedError(f"the session's instance {inst.id} was closed")
         if inst is not None and not inst.alive():
             raise ServerCrashedError(
                 f"the server of instance {inst.id} ({inst.backend}) is not running; "
@@ -575,6 +577,8 @@ class DbSession:
         with self._faults("apply"):
             if knobs and inst is not None:
                 validate_knobs(inst.knob_catalog, dict(knobs))  # KnobError: nothing changed
+            if settings:
+                self._check_settings(settings)
             if specs is not None:
                 indexes_ddl.check_targets(self.connection(), specs)
                 created, dropped = indexes_ddl.apply(self.connection(), specs)
@@ -584,6 +588,24 @@ class DbSession:
         if settings is not None:
             self._template_settings = settings
         return AppliedChange(knobs=change, created=created, dropped=dropped)
+
+    def _check_settings(self, settings: dict[int, dict[str, SettingValue]]) -> None:
+        """Every template setting as the server takes it (SET LOCAL, rolled back): an
+        unknown name or a bad value is the caller's mistake, found before the measure."""
+        conn = self.connection()
+        for tid, kv in settings.items():
+            for name, value in kv.items():
+                text = ("on" if value else "off") if isinstance(value, bool) else str(value)
+                try:
+                    with conn.transaction(force_rollback=True):
+                        conn.execute("SELECT set_config(%s, %s, true)", (name, text))
+                except psycopg.Error as exc:
+                    if _connection_lost(exc):
+                        raise
+                    raise InvalidArgumentError(
+                        f"template_settings[{tid}][{name!r}] = {text!r}: the server refuses it "
+                        f"({_first_line(exc)})"
+                    ) from None
 
     def measure(
         self,
@@ -637,7 +659,9 @@ class DbSession:
                 return Measurement(
                     None, MeasureStatus(MeasureOutcome.FAILED, exc, _first_line(exc))
                 )
-            crashed = ServerCrashedError(f"the server is down, nothing was measured: {exc}")
+            crashed = ServerCrashedError(
+                f"the server cannot be reached, nothing was measured: {exc}"
+            )
             return Measurement(None, MeasureStatus(MeasureOutcome.SERVER_CRASHED, crashed))
         try:
             result = replay(

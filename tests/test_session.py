@@ -217,6 +217,11 @@ def test_error_taxonomy(session: DbSession) -> None:
     assert isinstance(caught.value, KnobError) and isinstance(caught.value, InvalidArgumentError)
     with pytest.raises(InvalidArgumentError, match=r"template_settings\[0\]\['x'\]"):
         session.apply(template_settings={0: {"x": [1]}})  # type: ignore[dict-item]
+    with pytest.raises(InvalidArgumentError, match="unrecognized configuration parameter"):
+        session.apply(template_settings={3: {"enable_hashjion": "off"}})
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[1\]\['work_mem'\]"):
+        session.apply(template_settings={1: {"work_mem": "lots"}})
+    assert session.template_settings == {}  # nothing stored
     with pytest.raises(InvalidArgumentError, match="positive number of seconds"):
         session.measure(sleeps(1, 0), timeout=-1)
     with pytest.raises(InvalidArgumentError, match=r"needs a dbgym\.Workload"):
