@@ -32,6 +32,7 @@ import contextlib
 import errno
 import os
 import re
+import select
 import socket
 import time
 import uuid
@@ -87,6 +88,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class _Watched:
+    """A process (not our child) whose end is polled cheaply: through a pidfd (one poll
+    syscall, immune to pid reuse), else by its pid and start time in /proc."""
+
+    def __init__(self, pid: int, started: int) -> None:
+        self.pid, self.started = pid, started
+        self._poll: select.poll | None = None
+        self._fd: int | None = None
+        try:
+            self._fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            return
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
+        if procs.start_time(pid) != started:  # the pid was reused before we opened it
+            self.close()
+            self.started = -1
+
+    def alive(self) -> bool:
+        if self._poll is not None:
+            return not self._poll.poll(0)  # readable once the process has exited
+        return self.started >= 0 and procs.is_alive(self.pid, self.started)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd, self._poll = None, None
+
+
 class DockerBackend(Backend):
     name = "docker"
     #: readiness = postmaster.pid says "ready" and holds the pid our supervisor spawned
@@ -115,7 +145,7 @@ class DockerBackend(Backend):
         self._workdir: Path | None = None
         self._run: Path | None = None
         self._container: Any = None
-        self._init: tuple[int, int] | None = None  # host pid + start time of its init
+        self._init: _Watched | None = None  # the container's init, seen from this host
         self._port: int | None = None
         self._attempt = 0
         self._log_offset = 0
@@ -294,9 +324,9 @@ class DockerBackend(Backend):
             raise PostgresStartError(f"cannot start the container: {msg}", lines) from exc
         self._init = self._init_process()
 
-    def _init_process(self) -> tuple[int, int] | None:
-        """The container's init process as this host sees it (pid, start time), when the
-        engine runs on this host: its death is the container's, seen without an API call."""
+    def _init_process(self) -> _Watched | None:
+        """The container's init process as this host sees it, when the engine runs on this
+        host: its death is the container's, seen without an API call."""
         import docker.errors
 
         try:
@@ -309,13 +339,15 @@ class DockerBackend(Backend):
         # pid only if it is our supervisor (its command line names our run directory).
         if started is None or str(self._run) not in procs.cmdline(pid):
             return None
-        return (pid, started)
+        return _Watched(pid, started)
 
     def _remove_container(self) -> None:
         import docker.errors
 
         container, self._container, self._port = self._container, None, None
-        self._init = None
+        if self._init is not None:
+            self._init.close()
+            self._init = None
         if container is not None:
             try:
                 container.remove(force=True, v=True)
@@ -330,7 +362,7 @@ class DockerBackend(Backend):
 
         if self._container is None:
             return False
-        if self._init is not None and not procs.is_alive(*self._init):
+        if self._init is not None and not self._init.alive():
             return False  # killed (docker kill, OOM), stopped or removed
         try:
             self._container.reload()
@@ -391,8 +423,8 @@ class DockerBackend(Backend):
             return False
         if self._exited():
             return False
-        if self._init is not None:  # the container's death, seen in /proc (no API call)
-            return procs.is_alive(*self._init)
+        if self._init is not None:  # the container's death, seen without an API call
+            return self._init.alive()
         now = time.monotonic()
         if now >= self._next_state_check:  # the container itself may have died (OOM kill)
             self._next_state_check = now + 1.0
