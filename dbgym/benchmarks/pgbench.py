@@ -17,6 +17,7 @@ from typing import ClassVar, cast
 import psycopg
 
 import dbgym._core as _core
+import dbgym.redact as redact
 from dbgym.benchmarks.base import (
     Benchmark,
     Param,
@@ -31,6 +32,7 @@ from dbgym.errors import SpecError
 from dbgym.progress import ProgressFn
 from dbgym.spec import JsonValue
 from dbgym.state.report import LoadReport
+from dbgym.types import Target, target_dsn
 
 TABLES: tuple[str, ...] = (
     "pgbench_accounts",
@@ -58,15 +60,18 @@ def check_scale(scale: object, key: str = "scale") -> int:
     return int(scale)
 
 
+@redact.scrubs("target")
 def load(
-    dsn: str,
+    target: Target,
     scale: int,
     *,
     bin_dir: Path | str | None = None,
-    progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LoadReport:
-    """Runs `pgbench -i -s scale` against `dsn` (tables, data, VACUUM, primary keys), then
-    ANALYZE. On failure or Ctrl-C the pgbench process is stopped and its tables dropped."""
+    """Runs `pgbench -i -s scale` against `target` (a DSN, or anything with a `.dsn`):
+    tables, data, VACUUM, primary keys, then ANALYZE; `on_progress(done, totals)` is called
+    as it goes. On failure or Ctrl-C the pgbench process is stopped and its tables dropped."""
+    dsn = target_dsn(target)
     scale = check_scale(scale)
     pgbench = find_client("pgbench", bin_dir)
     total = 100_000 * scale
@@ -74,8 +79,8 @@ def load(
 
     def on_line(line: str) -> None:
         m = _PROGRESS.match(line)
-        if m and progress is not None:
-            progress({"pgbench_accounts": int(m[1])}, {"pgbench_accounts": int(m[2])})
+        if m and on_progress is not None:
+            on_progress({"pgbench_accounts": int(m[1])}, {"pgbench_accounts": int(m[2])})
 
     t0 = time.perf_counter()
     try:
@@ -93,8 +98,8 @@ def load(
             conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES))
         raise
     report.seconds["copy"] = time.perf_counter() - t0
-    if progress is not None:
-        progress({"pgbench_accounts": total}, {"pgbench_accounts": total})
+    if on_progress is not None:
+        on_progress({"pgbench_accounts": total}, {"pgbench_accounts": total})
     return report
 
 
@@ -139,14 +144,14 @@ class Pgbench(Benchmark):
 
     def load(
         self,
-        dsn: str,
+        target: Target,
         params: Mapping[str, JsonValue],
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
     ) -> LoadReport:
-        return load(dsn, cast(int, params["scale"]), bin_dir=bin_dir, progress=progress)
+        return load(target, cast(int, params["scale"]), bin_dir=bin_dir, on_progress=on_progress)
 
     def make_trace(self, params: Mapping[str, JsonValue]) -> _core.Trace:
         return _core.pgbench_trace(

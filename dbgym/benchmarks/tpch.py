@@ -18,6 +18,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 import dbgym._core as _core
+import dbgym.redact as redact
 from dbgym.benchmarks.base import (
     Benchmark,
     Param,
@@ -31,6 +32,7 @@ from dbgym.errors import SpecError, WorkloadError
 from dbgym.progress import ProgressFn
 from dbgym.spec import JsonValue
 from dbgym.state.report import LoadReport
+from dbgym.types import Target, target_dsn
 
 TABLES: tuple[str, ...] = (
     "region",
@@ -151,23 +153,26 @@ def drop_tables(conn: psycopg.Connection[TupleRow]) -> None:
     conn.execute("DROP TABLE IF EXISTS " + ", ".join(TABLES) + " CASCADE")
 
 
+@redact.scrubs("target")
 def load(
-    dsn: str,
+    target: Target,
     scale: float,
     seed: int = DEFAULT_SEED,
     *,
     keys: bool = True,
     indexes: bool = True,
     workers: int = 2,
-    progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LoadReport:
-    """Builds the TPC-H database at `dsn`: tables, COPY of generated data, keys, indexes, stats.
+    """Builds the TPC-H database at `target` (a DSN, or anything with a `.dsn`): tables, COPY
+    of generated data, keys, indexes, stats. `on_progress(done, totals)` is called as it goes.
 
     The database must not have TPC-H tables yet. On any error or Ctrl-C the tables created so
     far are dropped again.
     """
     scale = check_scale(scale)
     report = LoadReport()
+    dsn = target_dsn(target)
     gen = _core.TpchGenerator(scale, seed)
     counts = gen.rows()
     totals = {t: counts[t] for t in TABLES}
@@ -176,13 +181,15 @@ def load(
     after = {"keys/indexes": len(steps), "vacuum/analyze": 1}
 
     def report_progress(done: dict[str, int]) -> None:
-        if progress is not None:
-            progress(done, {**totals, **after})
+        if on_progress is not None:
+            on_progress(done, {**totals, **after})
 
     try:
         conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.Error as e:
-        raise WorkloadError(f"cannot connect to {dsn!r} to load TPC-H: {e}") from e
+    except psycopg.Error as e:  # (the message names the server, never the password)
+        raise WorkloadError(
+            str(redact.connect_error(dsn, e, "cannot connect to load TPC-H"))
+        ) from e
     with conn:
         found = existing_tables(conn)
         if found:
@@ -257,21 +264,21 @@ class Tpch(Benchmark):
 
     def load(
         self,
-        dsn: str,
+        target: Target,
         params: Mapping[str, JsonValue],
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
     ) -> LoadReport:
         return load(
-            dsn,
+            target,
             cast(float, params["scale"]),
             cast(int, params["seed"]),
             keys=bool(params["keys"]),
             indexes=bool(params["indexes"]),
             workers=workers,
-            progress=progress,
+            on_progress=on_progress,
         )
 
     def make_trace(self, params: Mapping[str, JsonValue]) -> _core.Trace:

@@ -1,9 +1,10 @@
 """Replaying a workload against a PostgreSQL server (the engine is Rust: rust/replay/).
 
-`replay(w, inst_or_dsn, speed=1.0)` replays every statement of the workload's trace with
+`replay(target, workload, speed=1.0)` replays every statement of the workload's trace with
 one connection per logged session (or at most `concurrency` connections), keeping each
 session's order, and returns a `ReplayResult`: per-statement numpy arrays (template id,
-session, connection, scheduled/start/end times, SQLSTATE) and a `summary()`.
+session, connection, scheduled/start/end times, SQLSTATE) and a `summary()`, whose
+throughput and latencies count the statements that succeeded.
 """
 
 from __future__ import annotations
@@ -11,24 +12,58 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 import dbgym._core as _core
-from dbgym.errors import WorkloadError
+import dbgym.redact as redact
+from dbgym.errors import InvalidArgumentError
+from dbgym.types import (
+    SettingValue,
+    Target,
+    TemplateSettings,
+    target_dsn,
+    template_settings_text,
+)
+from dbgym.workload.workload import Workload
 
-SettingValue = str | int | float | bool
-TemplateSettings = Mapping[int, Mapping[str, SettingValue]]
+__all__ = [
+    "Identity",
+    "LatencyStats",
+    "ReplayResult",
+    "ReplaySummary",
+    "SettingValue",
+    "TemplateSettings",
+    "replay",
+]
+
 Identity = Literal["dsn", "logged"]
 
+#: SQLSTATEs of a statement that failed because the server went away: the connection
+#: broke or could not be made (class 08, but 08P01, the client's own refusal of a
+#: statement), or the server was shutting down or starting (57P01..57P03).
+CONNECTION_LOST_STATES = frozenset({b"57P01", b"57P02", b"57P03"})
+#: SQLSTATEs of a statement whose session's login the server refused: class 28 (bad
+#: password, no pg_hba entry) and 3D000 (no such database).
+LOGIN_REFUSED_STATES = frozenset({b"3D000"})
 
-class _HasDsn(Protocol):
-    @property
-    def dsn(self) -> str: ...
+
+def _connection_lost(codes: npt.NDArray[np.bytes_]) -> npt.NDArray[np.bool_]:
+    lost: npt.NDArray[np.bool_] = (np.char.startswith(codes, b"08") & (codes != b"08P01")) | (
+        np.isin(codes, list(CONNECTION_LOST_STATES))
+    )
+    return lost
+
+
+def _login_refused(codes: npt.NDArray[np.bytes_]) -> npt.NDArray[np.bool_]:
+    refused: npt.NDArray[np.bool_] = np.char.startswith(codes, b"28") | np.isin(
+        codes, list(LOGIN_REFUSED_STATES)
+    )
+    return refused
 
 
 @dataclass(frozen=True)
@@ -55,26 +90,64 @@ class LatencyStats:
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    """What a replay measured. Latencies cover every statement that ran (failed ones too:
-    a statement cancelled by statement_timeout took that long)."""
+    """What a replay measured.
 
+    Throughput, latencies and schedule lag count the statements that succeeded; a failed
+    statement (an error, a statement timeout, a lost connection, a refused login) is
+    counted in `errors` and `errors_by_sqlstate`, never as work done. `connection_lost`
+    counts the statements that failed because the server went away (SQLSTATE class 08 but
+    08P01, or 57P01..57P03), `login_refused` those of sessions whose login the server
+    refused (class 28, 3D000); `server_gone` / `logins_failed` say whether there were any.
+    `str()` prints all of it, with p50/p95/p99 of the most frequent templates.
+    """
+
+    #: statements that ran (succeeded or failed); `not_run` did not (cancelled replay)
     statements: int
+    succeeded: int
     errors: int
     elapsed_s: float
+    #: successful statements per second
     throughput: float
+    #: latency of the successful statements
     latency: LatencyStats
+    #: latency of the successful statements by template id (templates with none: absent)
     latency_by_template: dict[int, LatencyStats]
+    #: start - scheduled of the successful statements (timed replays only)
     lag: LatencyStats | None
     errors_by_sqlstate: dict[str, int]
+    connection_lost: int = 0
+    login_refused: int = 0
+    not_run: int = 0
+    #: how many templates `str()` lists (most frequent first)
+    top_templates: int = field(default=5, compare=False)
 
-    def __str__(self) -> str:
+    @property
+    def server_gone(self) -> bool:
+        """Some statements failed because the server went away (crashed, was killed,
+        shut down) or could not be reached."""
+        return self.connection_lost > 0
+
+    @property
+    def logins_failed(self) -> bool:
+        """The server refused the login of some sessions (password, pg_hba, database)."""
+        return self.login_refused > 0
+
+    def text(self, top: int | None = None) -> str:
+        """The summary as lines of text; `top` templates (default `top_templates`) with
+        their p50/p95/p99, most frequent first."""
+        top = self.top_templates if top is None else top
         lines = [
-            f"{self.statements} statements in {self.elapsed_s:.3f} s "
-            f"({self.throughput:.1f}/s), {self.errors} errors",
-            f"latency ms: p50 {self.latency.p50_ms:.3f}  p99 {self.latency.p99_ms:.3f}  "
-            f"max {self.latency.max_ms:.3f}",
+            f"{self.statements} statements in {self.elapsed_s:.3f} s: {self.succeeded} "
+            f"succeeded ({self.throughput:.1f}/s), {self.errors} failed"
+            + (f", {self.not_run} did not run (cancelled)" if self.not_run else ""),
         ]
-        if self.lag is not None:
+        lat = self.latency
+        if lat.count:
+            lines.append(
+                f"latency ms of successful statements: p50 {lat.p50_ms:.3f}  "
+                f"p95 {lat.p95_ms:.3f}  p99 {lat.p99_ms:.3f}  max {lat.max_ms:.3f}"
+            )
+        if self.lag is not None and self.lag.count:
             lines.append(
                 f"schedule lag ms: p50 {self.lag.p50_ms:.3f}  p99 {self.lag.p99_ms:.3f}  "
                 f"max {self.lag.max_ms:.3f}"
@@ -82,7 +155,30 @@ class ReplaySummary:
         if self.errors_by_sqlstate:
             codes = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors_by_sqlstate.items()))
             lines.append(f"errors by SQLSTATE: {codes}")
+        if self.server_gone:
+            lines.append(
+                f"the server went away: {self.connection_lost} statements failed on a lost "
+                "or refused connection (SQLSTATE 08xxx, 57P01..57P03)"
+            )
+        if self.logins_failed:
+            lines.append(
+                f"logins failed: the server refused the login of sessions with "
+                f"{self.login_refused} statements (SQLSTATE 28xxx, 3D000)"
+            )
+        if self.statements and not self.succeeded:
+            lines.append("no statement succeeded")
+        ranked = sorted(self.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
+        if top > 0 and ranked:
+            lines.append(f"top {min(top, len(ranked))} templates (latency ms):")
+            for tid, st in ranked[:top]:
+                lines.append(
+                    f"  template {tid}: {st.count} ok  p50 {st.p50_ms:.3f}  "
+                    f"p95 {st.p95_ms:.3f}  p99 {st.p99_ms:.3f}"
+                )
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.text()
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,6 +214,7 @@ class ReplayResult:
 
     @property
     def ok(self) -> npt.NDArray[np.bool_]:
+        """Statements that ran and succeeded."""
         ok: npt.NDArray[np.bool_] = self.ran & (self.sqlstate == b"")
         return ok
 
@@ -131,10 +228,14 @@ class ReplayResult:
         """start - scheduled (timed replays only; -1 where the statement did not run)."""
         return np.where(self.ran, self.start_ns - self.scheduled_ns, -1)
 
-    def summary(self) -> ReplaySummary:
+    def summary(self, top_templates: int = 5) -> ReplaySummary:
+        """Counts, throughput and latencies of the successful statements, failures by
+        SQLSTATE (and whether the server went away or refused logins); `str()` of it
+        lists the `top_templates` most frequent templates."""
         ran = self.ran
-        lat = (self.end_ns - self.start_ns)[ran]
-        tids = self.template_id[ran]
+        ok = self.ok
+        lat = (self.end_ns - self.start_ns)[ok]
+        tids = self.template_id[ok]
         by_template: dict[int, LatencyStats] = {}
         if tids.size:
             order = np.argsort(tids, kind="stable")
@@ -142,75 +243,50 @@ class ReplayResult:
             ids, first = np.unique(sorted_ids, return_index=True)
             for tid, group in zip(ids, np.split(lat[order], first[1:]), strict=True):
                 by_template[int(tid)] = LatencyStats.of_ns(group)
-        failed = self.sqlstate[ran & (self.sqlstate != b"")]
+        failed = self.sqlstate[ran & ~ok]
         codes, counts = np.unique(failed, return_counts=True)
         errors = {c.decode("ascii"): int(n) for c, n in zip(codes, counts, strict=True)}
         elapsed_s = self.elapsed_ns / 1e9
+        succeeded = int(ok.sum())
         lag = None
         if self.speed is not None:
-            lag = LatencyStats.of_ns((self.start_ns - self.scheduled_ns)[ran])
+            lag = LatencyStats.of_ns((self.start_ns - self.scheduled_ns)[ok])
         return ReplaySummary(
             statements=int(ran.sum()),
+            succeeded=succeeded,
             errors=int(failed.size),
             elapsed_s=elapsed_s,
-            throughput=float(ran.sum()) / elapsed_s if elapsed_s > 0 else 0.0,
+            throughput=succeeded / elapsed_s if elapsed_s > 0 else 0.0,
             latency=LatencyStats.of_ns(lat),
             latency_by_template=by_template,
             lag=lag,
             errors_by_sqlstate=errors,
+            connection_lost=int(_connection_lost(failed).sum()),
+            login_refused=int(_login_refused(failed).sum()),
+            not_run=int((~ran).sum()),
+            top_templates=top_templates,
         )
 
 
 def _as_trace(workload: object) -> _core.Trace:
     if isinstance(workload, _core.Trace):
         return workload
-    for attr in ("trace", "_trace"):
-        inner = getattr(workload, attr, None)
-        if isinstance(inner, _core.Trace):
-            return inner
-    raise WorkloadError(
+    if isinstance(workload, Workload):
+        return workload.trace
+    raise InvalidArgumentError(
         f"replay needs a dbgym.Workload or a dbgym._core.Trace, got {type(workload).__name__}"
     )
 
 
-def _as_dsn(target: str | _HasDsn) -> str:
-    if isinstance(target, str):
-        return target
-    dsn = getattr(target, "dsn", None)
-    if isinstance(dsn, str):
-        return dsn
-    raise WorkloadError(
-        f"replay target must be a DSN string or a PostgresInstance, got {type(target).__name__}"
-    )
-
-
-def _setting_text(template_id: int, name: str, value: SettingValue) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, int | float | str):
-        return str(value)
-    raise WorkloadError(
-        f"template_settings[{template_id}][{name!r}]: value must be str, int, float or bool, "
-        f"got {type(value).__name__}"
-    )
-
-
-def _settings_arg(settings: TemplateSettings | None) -> dict[int, dict[str, str]] | None:
-    if not settings:
-        return None
-    out: dict[int, dict[str, str]] = {}
-    for tid, kv in settings.items():
-        if isinstance(tid, bool) or not isinstance(tid, int) or tid < 0:
-            raise WorkloadError(f"template_settings: key {tid!r} is not a template id")
-        out[tid] = {str(k): _setting_text(tid, str(k), v) for k, v in kv.items()}
-    return out
+def _is_workload(value: object) -> bool:
+    return isinstance(value, Workload | _core.Trace)
 
 
 def _timeout_ms(statement_timeout: float | None) -> int | None:
     if statement_timeout is None:
         return None
     if not (math.isfinite(statement_timeout) and statement_timeout > 0):
-        raise WorkloadError(
+        raise InvalidArgumentError(
             f"statement_timeout must be a positive number of seconds, got {statement_timeout}"
         )
     return max(1, round(statement_timeout * 1000))
@@ -259,20 +335,22 @@ def _wait(handle: _core.ReplayHandle, show_progress: bool, deadline: float | Non
         bar.update(task, completed=handle.done())
 
 
+@redact.scrubs("target")  # no error shows the DSN's password
 def replay(
-    workload: object,
-    inst_or_dsn: str | _HasDsn,
+    target: Target,
+    workload: Workload | _core.Trace,
+    *,
     speed: float | None = 1.0,
     concurrency: int | None = None,
     statement_timeout: float | None = None,
     template_settings: TemplateSettings | None = None,
-    *,
     progress: bool | None = None,
     threads: int | None = None,
     identity: Identity = "dsn",
     timeout: float | None = None,
 ) -> ReplayResult:
-    """Replays `workload` (a dbgym.Workload or dbgym._core.Trace) against a server.
+    """Replays `workload` (a dbgym.Workload or dbgym._core.Trace) against `target` (a
+    PostgresInstance, a DbSession, anything with a `.dsn`, or a DSN string).
 
     speed: 1.0 = the logged timing (absolute deadlines), 2.0 = twice as fast, None = as
         fast as possible.
@@ -293,23 +371,37 @@ def replay(
     timeout: seconds for the whole replay (None = no limit); when they pass, the replay is
         cancelled as by Ctrl-C and what ran is returned (`result.cancelled` is True).
 
-    Ctrl-C cancels the statements in flight, closes the connections and re-raises.
+    A statement that fails (an error, a lost connection, a refused login) is recorded with
+    its SQLSTATE and the replay goes on; `result.summary()` counts only successful
+    statements as work and says when the server went away or logins failed.
+
+    The old order `replay(workload, target)` still works for one release, with a
+    DeprecationWarning. Ctrl-C cancels the statements in flight, closes the connections
+    and re-raises.
     """
+    if _is_workload(target) and not _is_workload(workload):
+        warnings.warn(
+            "replay(workload, target) is deprecated; pass the target first: "
+            "replay(target, workload, ...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        target, workload = workload, target  # type: ignore[assignment]
     trace = _as_trace(workload)
-    dsn = _as_dsn(inst_or_dsn)
+    dsn = target_dsn(target)
     if speed is not None and not (math.isfinite(speed) and speed > 0):
-        raise WorkloadError(f"speed must be a positive number or None, got {speed}")
+        raise InvalidArgumentError(f"speed must be a positive number or None, got {speed}")
     if concurrency is not None and concurrency < 1:
-        raise WorkloadError(f"concurrency must be at least 1 or None, got {concurrency}")
+        raise InvalidArgumentError(f"concurrency must be at least 1 or None, got {concurrency}")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise WorkloadError(f"timeout must be a positive number of seconds, got {timeout}")
+        raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout}")
     handle = _core.replay_start(
         trace,
         dsn,
         speed=speed,
         concurrency=concurrency,
         statement_timeout_ms=_timeout_ms(statement_timeout),
-        template_settings=_settings_arg(template_settings),
+        template_settings=template_settings_text(template_settings) or None,
         threads=threads,
         identity=identity,
     )

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import psycopg
 
+import dbgym.redact as redact
 from dbgym.dbms.client_tools import conninfo_and_env, find_client, run_streaming
 from dbgym.errors import WorkloadError
 from dbgym.progress import ProgressFn
 from dbgym.state.report import LoadReport
+from dbgym.types import Target, target_dsn
 
 _RESTORE_ITEM = re.compile(r"^pg_restore: (creating|processing data|processing item|executing)")
 
@@ -48,15 +50,18 @@ def dump_format(path: Path) -> str:
     return "plain"
 
 
+@redact.scrubs("target")
 def restore_dump(
-    dsn: str,
+    target: Target,
     path: Path | str,
     *,
     bin_dir: Path | str | None = None,
     jobs: int = 2,
-    progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LoadReport:
-    """Restores the dump at `path` into the database of `dsn`, then runs ANALYZE."""
+    """Restores the dump at `path` into the database of `target` (a DSN, or anything with a
+    `.dsn`), then runs ANALYZE; `on_progress(done, totals)` is called as it goes."""
+    dsn = target_dsn(target)
     path = Path(path)
     fmt = dump_format(path)
     conninfo, env = conninfo_and_env(dsn)
@@ -64,15 +69,15 @@ def restore_dump(
     t0 = time.perf_counter()
     if fmt == "plain":
         psql = find_client("psql", bin_dir)
-        if progress is not None:
-            progress({"restore": 0}, {"restore": 1})
+        if on_progress is not None:
+            on_progress({"restore": 0}, {"restore": 1})
         run_streaming(
             [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", conninfo, "-f", path],
             what=f"psql -f {path}",
             env=env,
         )
-        if progress is not None:
-            progress({"restore": 1}, {"restore": 1})
+        if on_progress is not None:
+            on_progress({"restore": 1}, {"restore": 1})
     else:
         pg_restore = find_client("pg_restore", bin_dir)
         listing = run_streaming([pg_restore, "-l", path], what=f"pg_restore -l {path}", keep=None)
@@ -83,8 +88,8 @@ def restore_dump(
             nonlocal done
             if _RESTORE_ITEM.match(line):
                 done += 1
-                if progress is not None:
-                    progress({"restore": done}, {"restore": max(total, done)})
+                if on_progress is not None:
+                    on_progress({"restore": done}, {"restore": max(total, done)})
 
         argv: list[str | Path] = [
             pg_restore,
@@ -98,8 +103,8 @@ def restore_dump(
         if fmt in ("custom", "directory") and jobs > 1:
             argv += ["-j", str(jobs)]
         run_streaming([*argv, path], what=f"pg_restore {path}", on_line=on_line, env=env)
-        if progress is not None:
-            progress({"restore": max(total, done)}, {"restore": max(total, done)})
+        if on_progress is not None:
+            on_progress({"restore": max(total, done)}, {"restore": max(total, done)})
     report.seconds["restore"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -108,12 +113,13 @@ def restore_dump(
     return report
 
 
+@redact.scrubs("source_dsn", "target_dsn")
 def copy_database(
     source_dsn: str,
     target_dsn: str,
     *,
     bin_dir: Path | str | None = None,
-    progress: ProgressFn | None = None,
+    on_progress: ProgressFn | None = None,
 ) -> LoadReport:
     """Copies the database of `source_dsn` into that of `target_dsn` (pg_dump + pg_restore)."""
     pg_dump = find_client("pg_dump", bin_dir)
@@ -122,17 +128,17 @@ def copy_database(
     try:
         dump = tmp / "db.dump"
         t0 = time.perf_counter()
-        if progress is not None:
-            progress({"dump": 0}, {"dump": 1})
+        if on_progress is not None:
+            on_progress({"dump": 0}, {"dump": 1})
         run_streaming(
             [pg_dump, "-Fc", "--no-owner", "--no-privileges", "-f", dump, "-d", conninfo],
             what="pg_dump of the source database",
             env=env,
         )
-        if progress is not None:
-            progress({"dump": 1}, {"dump": 1})
+        if on_progress is not None:
+            on_progress({"dump": 1}, {"dump": 1})
         dumped = time.perf_counter() - t0
-        report = restore_dump(target_dsn, dump, bin_dir=bin_dir, progress=progress)
+        report = restore_dump(target_dsn, dump, bin_dir=bin_dir, on_progress=on_progress)
         report.seconds["dump"] = dumped
         return report
     finally:
