@@ -1,8 +1,9 @@
 """Plan featurization speed, on one batch of real plans in one run.
 
-The batch: every plan of tests/plan_corpus.py (TPC-H-style queries, pgbench statements,
+The batch: every plan of dbgym.observe.plan_corpus (TPC-H-style queries, pgbench statements,
 DML, CTEs, window functions, ... under several planner settings and EXPLAIN option sets,
-captured from a live server once per session), replicated 8 times (about 4100 plans, 30 MB of JSON).
+captured from a live server once per module), replicated 8 times (about 4100 plans, 30 MB of
+JSON).
 
 Asserted, per encoding:
 - >= 10x faster than the plain-Python featurizer (dbgym.plans.reference: json.loads +
@@ -15,15 +16,16 @@ Timings are the best of interleaved rounds (4 of the baseline, 20 of the others)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
+from dbgym.dbms.instance import PostgresInstance
+from dbgym.observe.plan_corpus import capture, launch_server
 from dbgym.plans import PlanCatalog, featurize, parse_plans_only
 from dbgym.plans.reference import featurize_reference
-from tests.plan_corpus import corpus, corpus_server
 
 REPLICATE = 8
 MIN_SPEEDUP_OVER_PYTHON = 10.0
@@ -31,14 +33,19 @@ MAX_RATIO_TO_PARSE_FLOOR = 2.0
 
 
 @pytest.fixture(scope="module")
-def batch() -> list[str]:
-    return [p.text for p in corpus()] * REPLICATE
+def server() -> Iterator[PostgresInstance]:
+    with launch_server() as inst:
+        yield inst
 
 
 @pytest.fixture(scope="module")
-def catalog() -> PlanCatalog:
-    with corpus_server().connect() as conn:
-        return PlanCatalog.from_connection(conn)
+def batch(server: PostgresInstance) -> list[str]:
+    return [p.text for p in capture(server)] * REPLICATE
+
+
+@pytest.fixture(scope="module")
+def catalog(server: PostgresInstance) -> PlanCatalog:
+    return PlanCatalog.from_instance(server)
 
 
 def _seconds(fn: Callable[[], Any]) -> float:

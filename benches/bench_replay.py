@@ -138,7 +138,7 @@ def test_replay_throughput_vs_pgbench(
             pair_done()
 
     def run() -> None:
-        r = dbgym.replay(w, instance.dsn, speed=None, progress=False)
+        r = dbgym.replay(instance.dsn, w, speed=None, progress=False)
         s = r.summary()
         assert s.errors == 0 and s.statements == len(w)
         rounds.replay.append(s.throughput)
@@ -182,7 +182,7 @@ def test_replay_lag_at_original_rate(
     lags: list[float] = []
 
     def run() -> None:
-        r = dbgym.replay(w, instance.dsn, speed=1.0, progress=False)
+        r = dbgym.replay(instance.dsn, w, speed=1.0, progress=False)
         s = r.summary()
         assert s.errors == 0 and s.lag is not None
         lags.append(s.lag.p99_ms)

@@ -1,11 +1,14 @@
 """Progress display of long workload/state operations (rich), decoupled from the work.
 
-Workers report `progress(done, totals)`: two dicts keyed by item (a table name, "keys",
-"vacuum/analyze", ...), so one bar per item shows up in the order items are first reported.
+Workers take an `on_progress(done, totals)` callback (a `ProgressFn`): two dicts keyed by
+item (a table name, "keys", "vacuum/analyze", ...), so one bar per item shows up in the
+order items are first reported. The functions users call take `progress: bool | None`
+(None: bars when stderr is a terminal) and pass `progress_bars(title, progress)` on.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -19,13 +22,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-#: progress(done per item, total per item)
+#: on_progress(done per item, total per item)
 ProgressFn = Callable[[dict[str, int], dict[str, int]], None]
 
 
 @contextmanager
-def progress_bars(title: str, enabled: bool = True) -> Iterator[ProgressFn | None]:
-    """Yields a ProgressFn drawing one rich bar per item (or None when disabled)."""
+def progress_bars(title: str, enabled: bool | None = None) -> Iterator[ProgressFn | None]:
+    """Yields a ProgressFn drawing one rich bar per item on stderr, or None when disabled
+    (`enabled` None: enabled when stderr is a terminal)."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
     if not enabled:
         yield None
         return

@@ -665,8 +665,8 @@ class DbSession:
             return Measurement(None, MeasureStatus(MeasureOutcome.SERVER_CRASHED, crashed))
         try:
             result = replay(
-                workload,
                 self.dsn,
+                workload,
                 speed=speed,
                 concurrency=concurrency,
                 statement_timeout=statement_timeout,

@@ -67,3 +67,32 @@ def target_dsn(target: Target) -> str:
             f"got {type(target).__name__}"
         )
     return dsn
+
+
+def setting_text(value: SettingValue, where: str = "setting") -> str:
+    """A setting value as PostgreSQL reads it (booleans as on/off); `where` names the
+    setting in the InvalidArgumentError raised for a value of another type."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float | str):
+        return str(value)
+    from dbgym.errors import InvalidArgumentError
+
+    raise InvalidArgumentError(
+        f"{where}: value must be str, int, float or bool, got {type(value).__name__}"
+    )
+
+
+def template_settings_text(
+    settings: TemplateSettings | None, name: str = "template_settings"
+) -> dict[int, dict[str, str]]:
+    """`settings` checked (template ids are non-negative ints, values SettingValues) and
+    spelled as PostgreSQL reads them; InvalidArgumentError names the bad key (`name[id]`)."""
+    out: dict[int, dict[str, str]] = {}
+    for tid, kv in (settings or {}).items():
+        if isinstance(tid, bool) or not isinstance(tid, int) or tid < 0:
+            from dbgym.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"{name}: key {tid!r} is not a template id")
+        out[tid] = {str(k): setting_text(v, f"{name}[{tid}][{k!r}]") for k, v in kv.items()}
+    return out

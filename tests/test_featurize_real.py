@@ -188,12 +188,12 @@ def test_tcnn_children_on_hand_checked_plans() -> None:
         join = explain_one(
             conn,
             "select * from nation join region on n_regionkey = r_regionkey",
-            settings={"enable_mergejoin": "off", "enable_nestloop": "off"},
+            planner_settings={"enable_mergejoin": "off", "enable_nestloop": "off"},
         )
         initplan = explain_one(
             conn,
             "select * from nation where n_regionkey = (select max(r_regionkey) from region)",
-            settings={"enable_indexscan": "off", "enable_bitmapscan": "off"},
+            planner_settings={"enable_indexscan": "off", "enable_bitmapscan": "off"},
         )
     shape = [(n["Node Type"], n.get("Parent Relationship")) for n in preorder(join)]
     assert shape == [

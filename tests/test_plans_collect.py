@@ -4,10 +4,14 @@ timeouts and errors recorded, extended-protocol statements through PREPARE/EXECU
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import psycopg
 import pytest
 
+import dbgym
 from dbgym import Workload
+from dbgym.errors import InvalidArgumentError
 from dbgym.observe import collect_plans
 from dbgym.plans import featurize
 from tests.plan_corpus import TPCH_SCALE, corpus_server
@@ -70,7 +74,7 @@ def test_timeouts_and_errors_are_recorded_not_raised() -> None:
             "fine": "select count(*) from nation",
         },
         analyze=True,
-        timeout_ms=200,
+        timeout=0.2,
     )
     by = {p.template: p for p in plans}
     assert by["slow"].error is not None and by["slow"].error.startswith("57014:")
@@ -85,7 +89,60 @@ def test_planner_settings_apply_to_the_explain(settings: dict[str, str]) -> None
     q = {"join": "select * from nation join region on n_regionkey = r_regionkey"}
     inst = corpus_server()
     default = collect_plans(inst, q)[0].plan
-    forced = collect_plans(inst, q, settings=settings)[0].plan
+    forced = collect_plans(inst, q, planner_settings=settings)[0].plan
     assert default is not None and forced is not None
     assert json.loads(forced)[0]["Plan"]["Node Type"] == "Nested Loop"
     assert json.loads(default)[0]["Plan"]["Node Type"] != "Nested Loop"
+    with pytest.warns(DeprecationWarning, match=r"collect_plans\(settings=...\) is deprecated"):
+        old = collect_plans(inst, q, settings=settings)[0].plan
+    assert old is not None and json.loads(old)[0]["Plan"]["Node Type"] == "Nested Loop"
+
+
+def test_the_deprecated_timeout_ms_still_means_milliseconds() -> None:
+    with pytest.warns(DeprecationWarning, match=r"timeout_ms=...\) is deprecated"):
+        (p,) = collect_plans(
+            corpus_server(), {"slow": "select pg_sleep(3)"}, analyze=True, timeout_ms=200
+        )
+    assert p.error is not None and p.error.startswith("57014:") and p.seconds < 2.5
+
+
+JOINS = (
+    "select * from nation join region on n_regionkey = r_regionkey;\n"
+    "select * from supplier join nation on s_nationkey = n_nationkey;\n"
+)
+
+
+def node_types(plans: list[dbgym.CollectedPlan]) -> list[str]:
+    return [json.loads(p.plan)[0]["Plan"]["Node Type"] if p.plan else "" for p in plans]
+
+
+def test_template_settings_apply_to_their_template_only(tmp_path: Path) -> None:
+    """The per-template settings replay takes ({template id: {GUC: value}}) steer one
+    template's plan; planner_settings apply to all, and a template's own settings win."""
+    (tmp_path / "joins.sql").write_text(JOINS)
+    wl = Workload.from_sql(tmp_path / "joins.sql")
+    first, second = (t.id for t in wl.templates())
+    no_hash = {"enable_hashjoin": False, "enable_mergejoin": False}
+    inst = corpus_server()
+    assert node_types(collect_plans(inst, wl)) == ["Hash Join", "Hash Join"]
+    steered = collect_plans(inst, wl, template_settings={first: no_hash})
+    assert node_types(steered) == ["Nested Loop", "Hash Join"]
+    both = collect_plans(
+        inst,
+        wl,
+        planner_settings=no_hash,
+        template_settings={second: {"enable_hashjoin": True}},
+    )
+    assert node_types(both) == ["Nested Loop", "Hash Join"]
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[99\]: the workload has no"):
+        collect_plans(inst, wl, template_settings={99: no_hash})
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[0\]\['x'\]: value must"):
+        collect_plans(inst, wl, template_settings={0: {"x": [1]}})  # type: ignore[dict-item]
+
+
+def test_any_target_a_dsn_an_instance_or_a_connection() -> None:
+    inst = corpus_server()
+    q = {"n": "select count(*) from nation"}
+    with psycopg.connect(inst.dsn, autocommit=True) as conn:
+        plans = [collect_plans(t, q)[0] for t in (inst.dsn, inst, conn)]
+    assert all(p.ok for p in plans) and len({p.plan for p in plans}) == 1

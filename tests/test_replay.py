@@ -11,7 +11,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
-from dbgym.errors import WorkloadError
+from dbgym.errors import InvalidArgumentError, WorkloadError
 
 Row = tuple[str, int, str, Sequence[str | None] | None]
 
@@ -66,7 +66,7 @@ def test_counts_and_per_session_order(
     table = f"ord_{concurrency or 0}"
     sql(server, f"CREATE TABLE {table} (id bigserial, sess int, seq int)")
     rows = interleaved_inserts(table, sessions=6, per_session=40)
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=None, concurrency=concurrency)
+    r = dbgym.replay(server.dsn, make_trace(rows), speed=None, concurrency=concurrency)
     assert len(r) == len(rows) == r.executed
     assert r.ok.all(), r.summary().errors_by_sqlstate
     got = sql(server, f"SELECT sess, seq FROM {table} ORDER BY id")
@@ -105,7 +105,7 @@ def test_errors_are_recorded_and_replay_goes_on(server: dbgym.PostgresInstance) 
         ("b", 2, "SELECT 5", None),
     ]
     for conc in (None, 1):
-        r = dbgym.replay(make_trace(rows), server.dsn, speed=None, concurrency=conc)
+        r = dbgym.replay(server.dsn, make_trace(rows), speed=None, concurrency=conc)
         codes = [c.decode() for c in r.sqlstate]
         assert codes == [
             "", "22012", "42P01", "22P02", "", "22012", "25P02", "25P02", "", "",
@@ -124,7 +124,7 @@ def test_killed_connection_is_recorded_and_the_session_reconnects(
         ("a", 1, "SELECT pg_terminate_backend(pg_backend_pid())", None),
         ("a", 2, "SELECT 2", None),
     ]
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=None)
+    r = dbgym.replay(server.dsn, make_trace(rows), speed=None)
     codes = [c.decode() for c in r.sqlstate]
     assert codes[0] == "" and codes[2] == ""
     assert codes[1] in ("57P01", "08006"), codes
@@ -138,7 +138,7 @@ def test_speed_one_keeps_the_logged_timing_and_speed_two_halves_it(
     rows += [("b", 50_000 + i * gap_us, "SELECT $1::int", [str(i)]) for i in range(5)]
     trace = make_trace(rows)
     for speed, span_ms in ((1.0, 500.0), (2.0, 250.0)):
-        r = dbgym.replay(trace, server.dsn, speed=speed)
+        r = dbgym.replay(server.dsn, trace, speed=speed)
         assert r.ok.all()
         a = np.flatnonzero(r.session == 0)
         sched_ms = r.scheduled_ns / 1e6
@@ -166,7 +166,7 @@ def test_concurrency_limit_is_respected_on_the_server(server: dbgym.PostgresInst
             rows.append((f"s{s}", i, "SELECT pg_sleep(0.03)", None))
             rows.append((f"s{s}", i, probe, None))
     dsn = server.dsn + "&application_name=dbgym-replay-test"
-    r = dbgym.replay(make_trace(rows), dsn, speed=None, concurrency=2)
+    r = dbgym.replay(dsn, make_trace(rows), speed=None, concurrency=2)
     assert r.ok.all()
     counts = [int(str(n)) for (n,) in sql(server, "SELECT n FROM conc")]
     assert len(counts) == 24
@@ -197,7 +197,7 @@ def test_multiplexed_sessions_keep_their_transactions_on_one_connection(
             (f"s{s}", 5, "BEGIN", None),
             (f"s{s}", 6, f"INSERT INTO tx VALUES ({s}, 3)", None),  # never committed
         ]
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=None, concurrency=2)
+    r = dbgym.replay(server.dsn, make_trace(rows), speed=None, concurrency=2)
     assert r.ok.all()
     for s in range(5):
         idx = np.flatnonzero(r.session == s)
@@ -240,7 +240,7 @@ def test_template_settings_apply_to_their_template_only(server: dbgym.PostgresIn
         [0, 1, 2, 0, 1, 2, 0, 1],
     )
     r = dbgym.replay(
-        trace, server.dsn, speed=None, template_settings={0: {"enable_hashjoin": False}}
+        server.dsn, trace, speed=None, template_settings={0: {"enable_hashjoin": False}}
     )
     assert r.ok.all(), r.sqlstate
     got = sql(server, "SELECT tag, hj FROM seen")
@@ -267,7 +267,7 @@ def test_template_settings_change_the_plan(server: dbgym.PostgresInstance) -> No
     )
     trace = _core.trace_from_statements(["x", "x"], [0, 1], [q, q], None, [0, 1])
     settings = {0: {"enable_hashjoin": "off", "enable_mergejoin": "off"}}
-    r = dbgym.replay(trace, server.dsn, speed=None, template_settings=settings)
+    r = dbgym.replay(server.dsn, trace, speed=None, template_settings=settings)
     assert r.ok.all(), r.sqlstate
     assert sql(server, "SELECT p FROM plans") == [("Nested Loop",), ("Hash Join",)]
 
@@ -277,31 +277,31 @@ def test_statement_timeout_yields_57014(server: dbgym.PostgresInstance) -> None:
         ("a", 0, "SELECT pg_sleep(2)", None),
         ("a", 1, "SELECT 1", None),
     ]
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=None, statement_timeout=0.1)
+    r = dbgym.replay(server.dsn, make_trace(rows), speed=None, statement_timeout=0.1)
     assert [c.decode() for c in r.sqlstate] == ["57014", ""]
     assert 0.09 <= r.latency_ns[0] / 1e9 < 1.0
 
 
 def test_bad_input_is_a_clear_error(server: dbgym.PostgresInstance) -> None:
     trace = make_trace([("a", 0, "SELECT 1", None)])
-    with pytest.raises(WorkloadError, match="speed"):
-        dbgym.replay(trace, server.dsn, speed=0)
-    with pytest.raises(WorkloadError, match="concurrency"):
-        dbgym.replay(trace, server.dsn, concurrency=0)
+    with pytest.raises(InvalidArgumentError, match="speed"):
+        dbgym.replay(server.dsn, trace, speed=0)
+    with pytest.raises(InvalidArgumentError, match="concurrency"):
+        dbgym.replay(server.dsn, trace, concurrency=0)
     with pytest.raises(WorkloadError, match="invalid DSN"):
-        dbgym.replay(trace, "postgresql://[nope", speed=None)
+        dbgym.replay("postgresql://[nope", trace, speed=None)
     with pytest.raises(WorkloadError, match="cannot connect"):
-        dbgym.replay(trace, "postgresql://postgres@127.0.0.1:1/postgres", speed=None)
+        dbgym.replay("postgresql://postgres@127.0.0.1:1/postgres", trace, speed=None)
     with pytest.raises(WorkloadError, match=r"template_settings\[5\]"):
-        dbgym.replay(trace, server.dsn, template_settings={5: {"enable_hashjoin": "off"}})
+        dbgym.replay(server.dsn, trace, template_settings={5: {"enable_hashjoin": "off"}})
     with pytest.raises(WorkloadError, match=r"template_settings\[0\].*no_such_knob"):
-        dbgym.replay(trace, server.dsn, template_settings={0: {"no_such_knob": "1"}})
+        dbgym.replay(server.dsn, trace, template_settings={0: {"no_such_knob": "1"}})
     with pytest.raises(WorkloadError, match=r"template_settings\[0\].*enable_hashjoin"):
-        dbgym.replay(trace, server.dsn, template_settings={0: {"enable_hashjoin": "maybe"}})
-    with pytest.raises(WorkloadError, match="statement_timeout"):
-        dbgym.replay(trace, server.dsn, statement_timeout=-1)
-    with pytest.raises(WorkloadError, match="DSN string or a PostgresInstance"):
-        dbgym.replay(trace, 5432)  # type: ignore[arg-type]
+        dbgym.replay(server.dsn, trace, template_settings={0: {"enable_hashjoin": "maybe"}})
+    with pytest.raises(InvalidArgumentError, match="statement_timeout"):
+        dbgym.replay(server.dsn, trace, statement_timeout=-1)
+    with pytest.raises(InvalidArgumentError, match=r"DSN string or have a \.dsn"):
+        dbgym.replay(5432, trace)  # type: ignore[arg-type]
     with pytest.raises(WorkloadError, match="sql has 1"):
         _core.trace_from_statements(["a", "b"], [0], ["SELECT 1"])
 
@@ -311,7 +311,7 @@ def test_replays_a_workload_on_an_instance_with_progress(
 ) -> None:
     (tmp_path / "q.sql").write_text("SELECT 1; SELECT 2; SELECT 3;")
     w = dbgym.Workload.from_sql(tmp_path / "q.sql")
-    r = dbgym.replay(w, server, speed=None, progress=True)
+    r = dbgym.replay(server, w, speed=None, progress=True)
     assert len(r) == len(w) == 3 and r.ok.all()
 
 
@@ -321,7 +321,7 @@ def test_timed_replay_through_a_limited_pool(server: dbgym.PostgresInstance) -> 
         for i in range(4)
         for s in range(4)
     ]
-    r = dbgym.replay(make_trace(rows), server.dsn, speed=1.0, concurrency=2)
+    r = dbgym.replay(server.dsn, make_trace(rows), speed=1.0, concurrency=2)
     assert r.ok.all()
     assert set(np.unique(r.connection).tolist()) <= {0, 1}
     s = r.summary()
@@ -331,7 +331,7 @@ def test_timed_replay_through_a_limited_pool(server: dbgym.PostgresInstance) -> 
 
 
 def test_empty_trace(server: dbgym.PostgresInstance) -> None:
-    r = dbgym.replay(_core.trace_from_statements([], [], []), server.dsn, speed=None)
+    r = dbgym.replay(server.dsn, _core.trace_from_statements([], [], []), speed=None)
     assert len(r) == 0 and r.executed == 0
     s = r.summary()
     assert s.statements == 0 and s.errors == 0 and s.latency_by_template == {}

@@ -75,7 +75,7 @@ def test_ctrl_c_interrupts_replay_and_cleans_up(server: dbgym.PostgresInstance) 
     timer.start()
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
-        dbgym.replay(sleeping_trace(2, 3), target(server), speed=None, progress=False)
+        dbgym.replay(target(server), sleeping_trace(2, 3), speed=None, progress=False)
     assert time.monotonic() - t0 < 6.0
     assert wait_for_backends(server, 0) == 0
 

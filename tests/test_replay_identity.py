@@ -80,7 +80,7 @@ def test_sessions_log_in_as_logged(
     w = dbgym.Workload.from_log(log)
     logins = {(s.user, s.database) for s in w.sessions}
     assert {("bob", "postgres"), ("alice", "db2"), ("alice", "ghost")} <= logins
-    r = dbgym.replay(w, target, speed=speed, identity="logged")
+    r = dbgym.replay(target, w, speed=speed, identity="logged")
     ghost = np.array([w.sessions[int(s)].database == "ghost" for s in w.session_ids()])
     # The target has no database "ghost": each of its session's statements gets the refusal
     # (from one refused login, not one per statement); the rest run.
@@ -96,7 +96,7 @@ def test_default_identity_is_the_dsn(log: Path, target: dbgym.PostgresInstance) 
         # Both sessions now write to this one table; created up front so their concurrent
         # CREATE TABLE IF NOT EXISTS do not race.
         c.execute(RECORD[0])
-    r = dbgym.replay(dbgym.Workload.from_log(log), target, speed=None)
+    r = dbgym.replay(target, dbgym.Workload.from_log(log), speed=None)
     assert r.ok.all(), r.sqlstate
     who = (str(info["user"]), str(info["dbname"]))
     assert _rows(target, who[1]) == [who, who]
@@ -116,6 +116,6 @@ def test_logged_identity_needs_a_connection_per_session(
 ) -> None:
     w = dbgym.Workload.from_log(log)
     with pytest.raises(WorkloadError, match=r"logged identity .* needs one connection per session"):
-        dbgym.replay(w, target, speed=None, concurrency=2, identity="logged")
+        dbgym.replay(target, w, speed=None, concurrency=2, identity="logged")
     with pytest.raises(WorkloadError, match=r"identity must be 'dsn' or 'logged'"):
-        dbgym.replay(w, target, speed=None, identity="nobody")  # type: ignore[arg-type]
+        dbgym.replay(target, w, speed=None, identity="nobody")  # type: ignore[arg-type]

@@ -22,9 +22,9 @@ def test_build_list_clear(tmp_path: Path) -> None:
     again = runner.invoke(app, ["workload", "state", "build", "pgbench", "--scale", "1", *cache])
     assert again.exit_code == 0 and key in again.output
     bad = runner.invoke(app, ["workload", "state", "build", "tpcc", *cache])
-    assert bad.exit_code == 1 and "unknown benchmark" in bad.output
+    assert bad.exit_code == 2 and "error: unknown benchmark 'tpcc'" in bad.output
     missing = runner.invoke(app, ["workload", "state", "clear", "nope", *cache])
-    assert missing.exit_code == 1 and "no such cached state: nope" in missing.output
+    assert missing.exit_code == 2 and "error: no such cached state: nope" in missing.output
     cleared = runner.invoke(app, ["workload", "state", "clear", "--all", *cache])
     assert cleared.exit_code == 0 and f"removed {key}" in cleared.output
     assert list(tmp_path.iterdir()) == []

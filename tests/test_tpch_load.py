@@ -103,7 +103,7 @@ def test_interrupted_load_leaves_no_tables_and_no_sessions(inst: dbgym.PostgresI
 
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        tpch.load(dsn, 0.1, 1, progress=interrupt)
+        tpch.load(dsn, 0.1, 1, on_progress=interrupt)
     assert time.perf_counter() - t0 < 20, "Ctrl-C stops the load promptly"
     assert calls == 1
     with psycopg.connect(dsn) as conn:

@@ -33,6 +33,7 @@ from dbgym.registry import Registry, did_you_mean
 from dbgym.spec import FrozenDict, JsonValue, thaw_json
 from dbgym.state.report import LoadReport
 from dbgym.state.spec import StateSpec
+from dbgym.types import Target
 from dbgym.workload.spec import WorkloadSpec
 
 Role = Literal["state", "workload", "both"]
@@ -192,14 +193,15 @@ class Benchmark(abc.ABC):
     @abc.abstractmethod
     def load(
         self,
-        dsn: str,
+        target: Target,
         params: Mapping[str, JsonValue],
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
     ) -> LoadReport:
-        """Builds the database of (checked) state `params` in the empty database at `dsn`."""
+        """Builds the database of (checked) state `params` in the empty database of
+        `target` (a DSN, or anything with a `.dsn`), calling `on_progress(done, totals)`."""
 
     @abc.abstractmethod
     def make_trace(self, params: Mapping[str, JsonValue]) -> _core.Trace:
@@ -271,15 +273,15 @@ class BenchmarkState(StateSpec):
 
     def load_into(
         self,
-        dsn: str,
+        target: Target,
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
         source_password: str | None = None,
     ) -> LoadReport:
         return self.entry.load(
-            dsn, self.params, bin_dir=bin_dir, workers=workers, progress=progress
+            target, self.params, bin_dir=bin_dir, workers=workers, on_progress=on_progress
         )
 
 

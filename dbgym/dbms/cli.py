@@ -26,7 +26,9 @@ def doctor_cmd() -> None:
         for line in report.problems:
             typer.echo(f"  ! {line}")
     if not any_usable:
-        raise typer.Exit(1)
+        from dbgym.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("no backend is usable here (see the problems above)")
 
 
 def clean_cmd() -> None:
@@ -43,7 +45,9 @@ def clean_cmd() -> None:
     if not report.removed:
         typer.echo("nothing to clean")
     if report.errors:
-        raise typer.Exit(1)
+        from dbgym.errors import InstanceError
+
+        raise InstanceError(f"{len(report.errors)} leftover(s) could not be removed (see above)")
 
 
 @instance_app.command("smoke")

@@ -19,13 +19,8 @@ def build_image_cmd(
 ) -> None:
     """Build the PostgreSQL 15 image offline from Debian packages (needs root and debootstrap)."""
     from dbgym.dbms.image_build import build_image
-    from dbgym.errors import DbgymError
 
-    try:
-        result = build_image(tag, force=force, mirror=mirror or None)
-    except DbgymError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    result = build_image(tag, force=force, mirror=mirror or None)
     if result.built:
         how = "downloaded packages" if result.downloaded else "cached packages"
         typer.echo(f"built {result.tag} ({result.image_id[:19]}) in {result.seconds:.1f} s ({how})")

@@ -103,16 +103,16 @@ class KnobStateObserver:
 
     def __init__(
         self,
-        source: SupportsConnect | str,
+        target: SupportsConnect | str,
         knobs: Sequence[str],
         ranges: Mapping[str, tuple[float, float]] | None = None,
         catalog: Mapping[str, KnobSpec] | None = None,
     ) -> None:
-        self._source = source
-        self._conn: psycopg.Connection[Any] = _connect(source)
+        self._source = target
+        self._conn: psycopg.Connection[Any] = _connect(target)
         try:
             if catalog is None:
-                catalog = getattr(source, "knob_catalog", None)
+                catalog = getattr(target, "knob_catalog", None)
             if catalog is None:
                 catalog = catalog_from_rows(self._conn.execute(CATALOG_SQL).fetchall())
             unknown = [k for k in knobs if k not in catalog]

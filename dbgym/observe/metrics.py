@@ -77,9 +77,9 @@ def _pg_stat_statements_usable(conn: psycopg.Connection[Any]) -> bool:
 class MetricsObserver:
     """Deltas of the server's cumulative statistics, as `space` (a Box) with `names`."""
 
-    def __init__(self, source: SupportsConnect | str) -> None:
-        self._source = source
-        self._conn: psycopg.Connection[Any] = _connect(source)
+    def __init__(self, target: SupportsConnect | str) -> None:
+        self._source = target
+        self._conn: psycopg.Connection[Any] = _connect(target)
         #: How often the observer reconnected (a restart, restore or crash ended its
         #: connection); each time the baseline was taken again.
         self.reconnects = 0

@@ -6,13 +6,19 @@ leaves the database unchanged. A statement timeout bounds each EXPLAIN; failures
 (timeouts, errors, statements EXPLAIN cannot take such as BEGIN) are recorded on the
 result, never raised. Extended-protocol statements (`$n` placeholders with logged
 parameter values) are explained through PREPARE / EXPLAIN EXECUTE.
+
+`collect_plans(target, workload, *, template_settings=, planner_settings=, timeout=)`
+follows the calling convention of dbgym.types (target first, float-second timeouts,
+per-template settings of the same type replay takes).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import sys
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +28,17 @@ import psycopg
 from psycopg import sql
 from psycopg.types.string import TextLoader
 
-from dbgym.types import SupportsConnect
+from dbgym.errors import InvalidArgumentError
+from dbgym.types import (
+    PlannerSettings,
+    Seconds,
+    SupportsConnect,
+    Target,
+    TemplateSettings,
+    setting_text,
+    target_dsn,
+    template_settings_text,
+)
 from dbgym.workload.workload import Workload
 
 #: Statement kinds EXPLAIN accepts (first keyword).
@@ -71,15 +87,42 @@ def representatives(
     return [(key, text, ()) for key, text in workload.items()]
 
 
+#: What collect_plans can explain on: an open psycopg connection (autocommit), an object
+#: with `.connect()` (PostgresInstance, DbSession), or any target with a DSN.
+PlanTarget = Target | SupportsConnect | psycopg.Connection[Any]
+
+
 @contextlib.contextmanager
-def _connection(
-    source: SupportsConnect | psycopg.Connection[Any],
-) -> Iterator[psycopg.Connection[Any]]:
-    if isinstance(source, psycopg.Connection):
-        yield source
-    else:
-        with source.connect(autocommit=True) as conn:
+def _connection(target: PlanTarget) -> Iterator[psycopg.Connection[Any]]:
+    if isinstance(target, psycopg.Connection):
+        yield target
+    elif isinstance(target, SupportsConnect):
+        with target.connect(autocommit=True) as conn:
             yield conn
+    else:
+        with psycopg.connect(target_dsn(target), autocommit=True) as conn:
+            yield conn
+
+
+def _deprecated(old: str, new: str, where: str, stacklevel: int = 3) -> None:
+    """Warns that `where(old=...)` is deprecated (stacklevel 3: the caller of `where`)."""
+    warnings.warn(
+        f"{where}({old}=...) is deprecated; use {new}=...",
+        DeprecationWarning,
+        stacklevel=stacklevel,
+    )
+
+
+def _seconds(timeout: Seconds, timeout_ms: int | None, where: str) -> Seconds:
+    """`timeout` in seconds, or the deprecated `timeout_ms` converted (with a warning)."""
+    if timeout_ms is not None:
+        _deprecated("timeout_ms", "timeout (float seconds)", where, stacklevel=4)
+        timeout = timeout_ms / 1000.0
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise InvalidArgumentError(
+            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
+        )
+    return float(timeout)
 
 
 def explain_options(*, analyze: bool, buffers: bool, verbose: bool, settings: bool) -> str:
@@ -94,19 +137,32 @@ def explain_one(
     params: Sequence[str | None] = (),
     *,
     options: str = "FORMAT JSON",
-    settings: Mapping[str, str] | None = None,
-    timeout_ms: int = 30_000,
+    planner_settings: PlannerSettings | None = None,
+    timeout: Seconds = 30.0,
+    settings: PlannerSettings | None = None,
+    timeout_ms: int | None = None,
 ) -> str:
-    """EXPLAIN (options) of one statement in a rolled-back transaction; raises psycopg.Error."""
+    """EXPLAIN (options) of one statement in a rolled-back transaction, with
+    `planner_settings` SET LOCAL and a statement timeout of `timeout` seconds; raises
+    psycopg.Error. `settings=` and `timeout_ms=` are deprecated spellings of
+    `planner_settings=` and `timeout=`."""
+    timeout = _seconds(timeout, timeout_ms, "explain_one")
+    if settings is not None:
+        _deprecated("settings", "planner_settings", "explain_one")
+        planner_settings = {**settings, **(planner_settings or {})}
     conn.adapters.register_loader("json", TextLoader)
     text = statement.strip().rstrip(";").strip()
     with conn.transaction(force_rollback=True), conn.cursor() as cur:
         cur.execute(
-            sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(int(timeout_ms)))
+            sql.SQL("SET LOCAL statement_timeout = {}").format(
+                sql.Literal(max(1, round(timeout * 1000)))
+            )
         )
-        for name, value in (settings or {}).items():
+        for name, value in (planner_settings or {}).items():
             cur.execute(
-                sql.SQL("SET LOCAL {} = {}").format(sql.Identifier(name), sql.Literal(str(value)))
+                sql.SQL("SET LOCAL {} = {}").format(
+                    sql.Identifier(name), sql.Literal(setting_text(value, name))
+                )
             )
         explain = sql.SQL("EXPLAIN (" + options + ") ")  # options are keywords we built
         if params:
@@ -126,35 +182,60 @@ def explain_one(
 
 
 def collect_plans(
-    source: SupportsConnect | psycopg.Connection[Any],
+    target: PlanTarget,
     workload: Workload | Mapping[str, str] | Mapping[int, str],
     *,
     analyze: bool = False,
     buffers: bool = False,
     verbose: bool = False,
-    settings: Mapping[str, str] | None = None,
-    timeout_ms: int = 30_000,
-    progress: bool = False,
+    template_settings: TemplateSettings | None = None,
+    planner_settings: PlannerSettings | None = None,
+    timeout: Seconds = 30.0,
+    progress: bool | None = None,
+    settings: PlannerSettings | None = None,
+    timeout_ms: int | None = None,
 ) -> list[CollectedPlan]:
-    """EXPLAIN each template of `workload` once on `source` (a PostgresInstance or an open
-    psycopg connection in autocommit mode).
+    """EXPLAIN each template of `workload` once on `target` (a PostgresInstance, a
+    DbSession, a DSN, or an open psycopg connection in autocommit mode).
 
     `workload` is a Workload (its templates' first statements are explained) or a mapping
-    of names to SQL. `settings` are SET LOCAL before each EXPLAIN (e.g. planner knobs).
-    ANALYZE runs the statement, inside a transaction that is rolled back.
+    of names (or template ids) to SQL. Settings are SET LOCAL before each EXPLAIN:
+    `planner_settings` (GUC -> value) for every template, then `template_settings`
+    ({template_id: {GUC: value}}, the type replay takes) for that template's statement,
+    winning over `planner_settings`. ANALYZE runs the statement, inside a transaction
+    that is rolled back. `timeout`: seconds per EXPLAIN (a timeout is recorded as 57014).
+    `progress`: a progress bar (None: when stderr is a terminal).
+
+    Deprecated: `settings=` (planner settings for all templates; use planner_settings=)
+    and `timeout_ms=` (use timeout= in seconds).
     """
+    timeout = _seconds(timeout, timeout_ms, "collect_plans")
+    if settings is not None:
+        _deprecated("settings", "planner_settings", "collect_plans")
+        planner_settings = {**settings, **(planner_settings or {})}
+    common = {
+        str(k): setting_text(v, f"planner_settings[{k!r}]")
+        for k, v in (planner_settings or {}).items()
+    }
+    per_template = template_settings_text(template_settings)
     options = explain_options(analyze=analyze, buffers=buffers, verbose=verbose, settings=False)
     todo = representatives(workload)
+    unknown = sorted(set(per_template) - {t for t, _, _ in todo})
+    if unknown:
+        raise InvalidArgumentError(
+            f"template_settings[{unknown[0]}]: the workload has no template {unknown[0]}"
+        )
     out: list[CollectedPlan] = []
     bar = None
-    if progress:
+    show = sys.stderr.isatty() if progress is None else progress
+    if show:
         from rich.progress import Progress
 
         bar = Progress(transient=True)
         task = bar.add_task("EXPLAIN", total=len(todo))
         bar.start()
     try:
-        with _connection(source) as conn:
+        with _connection(target) as conn:
             for template, text, params in todo:
                 t0 = time.perf_counter()
                 word = _first_word(text)
@@ -163,10 +244,13 @@ def collect_plans(
                 if word not in EXPLAINABLE:
                     error = f"not explainable: {word or 'empty'} statement"
                 else:
+                    gucs = common
+                    if isinstance(template, int) and template in per_template:
+                        gucs = {**common, **per_template[template]}
                     try:
                         plan = explain_one(
-                            conn, text, params, options=options, settings=settings,
-                            timeout_ms=timeout_ms,
+                            conn, text, params, options=options, planner_settings=gucs,
+                            timeout=timeout,
                         )  # fmt: skip
                     except psycopg.Error as e:
                         error = f"{e.sqlstate or 'error'}: {str(e).strip()}"

@@ -70,9 +70,10 @@ class PlanCatalog:
         return cat
 
     @classmethod
-    def from_instance(cls, instance: SupportsConnect) -> PlanCatalog:
-        """Read the user relations, indexes and columns of the instance's database."""
-        with instance.connect() as conn:
+    def from_instance(cls, target: SupportsConnect) -> PlanCatalog:
+        """Read the user relations, indexes and columns of the database of `target` (a
+        PostgresInstance, a DbSession: anything with `.connect()`)."""
+        with target.connect() as conn:
             return cls.from_connection(conn)
 
     @classmethod

@@ -1,6 +1,9 @@
 """`dbgym workload replay SOURCE --dsn DSN`: replay a log or SQL source and print a summary.
 
-The command is a thin wrapper over `replay_source`, which tests call directly.
+The command is a thin wrapper over `replay_source`, which tests call directly. It exits
+non-zero when the server went away during the replay or no statement succeeded
+(`replay_failure`: 3 when the server went away or refused the logins, 1 when every
+statement failed otherwise; errors go through the one handler in dbgym/cli.py).
 """
 
 from __future__ import annotations
@@ -11,8 +14,14 @@ from typing import Annotated
 import typer
 
 import dbgym._core as _core
-from dbgym.errors import WorkloadError
-from dbgym.replayer.run import Identity, ReplayResult, replay
+from dbgym.errors import (
+    ConnectError,
+    DbgymError,
+    InvalidArgumentError,
+    ServerCrashedError,
+    WorkloadError,
+)
+from dbgym.replayer.run import Identity, ReplayResult, ReplaySummary, replay
 from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
 
 
@@ -26,7 +35,7 @@ def load_trace(
     from dbgym.workload.describe import load_source
 
     if not source.exists():
-        raise WorkloadError(f"{source}: no such file or directory")
+        raise InvalidArgumentError(f"{source}: no such file or directory")
     w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
     return w.trace
 
@@ -38,7 +47,7 @@ def parse_settings(specs: list[str]) -> dict[int, dict[str, str]]:
         tid, sep, rest = spec.partition(":")
         name, eq, value = rest.partition("=")
         if not (sep and eq and tid.strip().isdigit() and name.strip()):
-            raise WorkloadError(
+            raise InvalidArgumentError(
                 f"--setting {spec!r}: expected TEMPLATE_ID:NAME=VALUE, e.g. 3:enable_hashjoin=off"
             )
         out.setdefault(int(tid), {})[name.strip()] = value.strip()
@@ -61,8 +70,8 @@ def replay_source(
 ) -> tuple[_core.Trace, ReplayResult]:
     trace = load_trace(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
     result = replay(
-        trace,
         dsn,
+        trace,
         speed=speed,
         concurrency=concurrency,
         statement_timeout=statement_timeout,
@@ -73,27 +82,53 @@ def replay_source(
     return trace, result
 
 
-def render(trace: _core.Trace, result: ReplayResult, top: int = 10) -> None:
+def render(trace: _core.Trace, result: ReplayResult, top: int = 10) -> ReplaySummary:
+    """Prints the summary and the `top` most frequent templates (with their text);
+    returns the summary."""
     from rich.console import Console
     from rich.table import Table
 
     s = result.summary()
     console = Console()
-    console.print(str(s))
+    console.print(s.text(top=0), markup=False, highlight=False)
     texts = {tid: text for tid, text, _ in trace.templates()}
-    table = Table("template", "count", "p50 ms", "p99 ms", "max ms", "text")
-    ranked = sorted(s.latency_by_template.items(), key=lambda kv: -kv[1].count)
+    table = Table("template", "ok", "p50 ms", "p95 ms", "p99 ms", "max ms", "text")
+    ranked = sorted(s.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
     for tid, st in ranked[:top]:
         text = texts.get(tid, "")
         table.add_row(
             str(tid),
             str(st.count),
             f"{st.p50_ms:.3f}",
+            f"{st.p95_ms:.3f}",
             f"{st.p99_ms:.3f}",
             f"{st.max_ms:.3f}",
             text if len(text) <= 60 else text[:57] + "...",
         )
-    console.print(table)
+    if ranked:
+        console.print(table)
+    return s
+
+
+def replay_failure(s: ReplaySummary) -> DbgymError | None:
+    """The error `dbgym workload replay` exits with, or None: the server went away during
+    the replay (ServerCrashedError: the figures are not a measurement of that server), or
+    statements ran and none succeeded, because the server refused the logins (ConnectError)
+    or for other reasons (WorkloadError)."""
+    done = f"{s.succeeded} of {s.statements} statements succeeded"
+    if s.server_gone:
+        return ServerCrashedError(
+            f"the server went away during the replay: {s.connection_lost} statements failed "
+            f"on a lost or refused connection; {done}"
+        )
+    if s.statements == 0 or s.succeeded > 0:
+        return None
+    if s.logins_failed:
+        return ConnectError(
+            f"the server refused the logins: {s.login_refused} statements of sessions it "
+            f"did not let in; {done}"
+        )
+    return WorkloadError(f"no statement succeeded: {done}")
 
 
 def register_replay(group: typer.Typer) -> None:
@@ -128,23 +163,22 @@ def register_replay(group: typer.Typer) -> None:
         lenient: Lenient = False,
         top: Top = 10,
     ) -> None:
-        """Replay a workload against a server and print throughput, latency and lag."""
-        from dbgym.errors import DbgymError
+        """Replay a workload against a server and print throughput, latency and lag.
 
-        try:
-            trace, result = replay_source(
-                source,
-                dsn,
-                speed=None if fast else speed,
-                concurrency=concurrency,
-                statement_timeout=statement_timeout,
-                settings=setting,
-                format=format,
-                log_line_prefix=log_line_prefix,
-                lenient=lenient,
-                identity="logged" if logged_identity else "dsn",
-            )
-        except DbgymError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(code=2) from None
-        render(trace, result, top=top)
+        Exits non-zero (3) when the server went away or refused every login, and (1) when
+        no statement succeeded otherwise."""
+        trace, result = replay_source(
+            source,
+            dsn,
+            speed=None if fast else speed,
+            concurrency=concurrency,
+            statement_timeout=statement_timeout,
+            settings=setting,
+            format=format,
+            log_line_prefix=log_line_prefix,
+            lenient=lenient,
+            identity="logged" if logged_identity else "dsn",
+        )
+        error = replay_failure(render(trace, result, top=top))
+        if error is not None:
+            raise error

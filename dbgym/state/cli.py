@@ -41,20 +41,15 @@ def build_cmd(
     cache_dir: CacheDir = None,
 ) -> None:
     """Builds a benchmark database once and stores it in the cache (no-op when cached)."""
-    from dbgym.errors import DbgymError
     from dbgym.state.database_state import DatabaseState
 
     given = {"scale": scale, "seed": seed}
     params = {k: v for k, v in given.items() if v is not None}
-    try:
-        state = DatabaseState.benchmark(benchmark, cache_dir=cache_dir, **params)
-        t0 = time.perf_counter()
-        with state.launch() as inst:
-            version = inst.server_version_num
-        entry = state.cached(version)
-    except DbgymError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from None
+    state = DatabaseState.benchmark(benchmark, cache_dir=cache_dir, **params)
+    t0 = time.perf_counter()
+    with state.launch() as inst:
+        version = inst.server_version_num
+    entry = state.cached(version)
     where = entry.path if entry is not None else "?"
     typer.echo(f"{state} ready in {time.perf_counter() - t0:.1f} s: {where}")
 
@@ -80,18 +75,19 @@ def clear_cmd(
     cache_dir: CacheDir = None,
 ) -> None:
     """Removes cached states (and temp dirs of writers that died)."""
+    from dbgym.errors import InvalidArgumentError
     from dbgym.state.cache import StateCache
 
     cache = StateCache(cache_dir)
     targets = [e.path.name for e in cache.entries()] if all_ else list(keys or [])
-    if not targets:
-        typer.echo("nothing to remove: name keys or pass --all", err=True)
-        raise typer.Exit(1)
+    if not targets and not all_:
+        raise InvalidArgumentError("nothing to remove: name keys (see `list`) or pass --all")
     missing = [k for k in targets if not cache.remove(k)]
     cache.clean_stale()
     for k in targets:
         if k not in missing:
             typer.echo(f"removed {k}")
+    if not targets:
+        typer.echo(f"no cached states in {cache.root}")
     if missing:
-        typer.echo(f"no such cached state: {', '.join(missing)}", err=True)
-        raise typer.Exit(1)
+        raise InvalidArgumentError(f"no such cached state: {', '.join(missing)}")

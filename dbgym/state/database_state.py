@@ -34,6 +34,7 @@ from dbgym.progress import progress_bars
 from dbgym.state.cache import Entry, StateCache
 from dbgym.state.report import LoadReport
 from dbgym.state.spec import DsnState, DumpState, StateSpec, split_password
+from dbgym.types import Target, target_dsn
 
 #: The keywords `launch` took before it took an InstanceSpec (still accepted, deprecated).
 _LEGACY_INSTANCE_KW = {f.name for f in fields(InstanceSpec)}
@@ -116,19 +117,17 @@ class DatabaseState:
 
     # -- building -------------------------------------------------------------------------
     def load_into(
-        self, target: PostgresInstance | str, *, progress: bool = True, workers: int = 2
+        self, target: Target, *, progress: bool | None = None, workers: int = 2
     ) -> LoadReport:
-        """Builds this state in `target` (an instance, or a DSN) with progress bars."""
-        if isinstance(target, PostgresInstance):
-            dsn, bin_dir = target.dsn, target.bin_dir
-        else:
-            dsn, bin_dir = target, None
+        """Builds this state in `target` (an instance, or a DSN) with progress bars
+        (`progress`; None: when stderr is a terminal)."""
+        bin_dir = target.bin_dir if isinstance(target, PostgresInstance) else None
         with progress_bars(self._spec.title, progress) as bar:
             return self._spec.load_into(
-                dsn,
+                target_dsn(target),
                 bin_dir=bin_dir,
                 workers=workers,
-                progress=bar,
+                on_progress=bar,
                 source_password=self._source_password,
             )
 
@@ -151,7 +150,7 @@ class DatabaseState:
         *,
         workdir: Path | str | None = None,
         cache: bool = True,
-        progress: bool = True,
+        progress: bool | None = None,
         **legacy: Any,
     ) -> PostgresInstance:
         """A new server of `instance` (default: `InstanceSpec()`, a local server) holding
@@ -194,7 +193,7 @@ class DatabaseState:
         return inst
 
     def _build(
-        self, spec: InstanceSpec, workdir: Path | str | None, progress: bool
+        self, spec: InstanceSpec, workdir: Path | str | None, progress: bool | None
     ) -> PostgresInstance:
         inst = spec.launch(workdir=workdir)
         try:

@@ -30,6 +30,7 @@ from dbgym.progress import ProgressFn
 from dbgym.spec import Spec, kind_registry
 from dbgym.state.dump import copy_database, dump_format, restore_dump
 from dbgym.state.report import LoadReport
+from dbgym.types import Target, target_dsn
 
 DumpFormat = Literal["custom", "directory", "tar", "plain"]
 
@@ -69,14 +70,15 @@ class StateSpec(Spec, abc.ABC):
     @abc.abstractmethod
     def load_into(
         self,
-        dsn: str,
+        target: Target,
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
         source_password: str | None = None,
     ) -> LoadReport:
-        """Builds the state in the (empty) database at `dsn`. `bin_dir`: client binaries
+        """Builds the state in the (empty) database of `target` (a DSN, or anything with a
+        `.dsn`); `on_progress(done, totals)` is called as it goes. `bin_dir`: client binaries
         matching the server; `workers`: parallel loaders where the kind has them;
         `source_password`: the password of a source server (DSN states only)."""
 
@@ -129,14 +131,14 @@ class DumpState(StateSpec):
 
     def load_into(
         self,
-        dsn: str,
+        target: Target,
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
         source_password: str | None = None,
     ) -> LoadReport:
-        return restore_dump(dsn, self.path, bin_dir=bin_dir, progress=progress)
+        return restore_dump(target, self.path, bin_dir=bin_dir, on_progress=on_progress)
 
 
 def split_password(dsn: str) -> tuple[str, str | None]:
@@ -182,14 +184,14 @@ class DsnState(StateSpec):
 
     def load_into(
         self,
-        dsn: str,
+        target: Target,
         *,
         bin_dir: Path | str | None = None,
         workers: int = 2,
-        progress: ProgressFn | None = None,
+        on_progress: ProgressFn | None = None,
         source_password: str | None = None,
     ) -> LoadReport:
         source = self.dsn
         if source_password is not None:
             source = make_conninfo(source, password=source_password)
-        return copy_database(source, dsn, bin_dir=bin_dir, progress=progress)
+        return copy_database(source, target_dsn(target), bin_dir=bin_dir, on_progress=on_progress)

@@ -35,12 +35,7 @@ def _register_inspect(group: typer.Typer) -> None:
         top: Top = 10,
     ) -> None:
         """Counts, sessions and the most frequent templates of a workload source."""
-        from dbgym.errors import DbgymError
         from dbgym.workload.describe import load_source, render, summarize
 
-        try:
-            w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
-        except DbgymError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(code=2) from None
+        w = load_source(source, format=format, log_line_prefix=log_line_prefix, lenient=lenient)
         render(summarize(w, top=top))
