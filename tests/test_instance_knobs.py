@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 import dbgym
@@ -146,3 +148,114 @@ def test_launch_with_bad_knob_fails_cleanly(backend: str) -> None:
     with pytest.raises(KnobError, match="did you mean shared_buffers"):
         dbgym.PostgresInstance.launch(backend=backend, knobs={"shared_bufers": "64MB"})
     assert mine() == before  # closed: registry entry and workdir gone
+
+
+def pg_settings(inst: dbgym.PostgresInstance) -> dict[str, str]:
+    """Every setting as a new session sees it (pg_settings.setting by name)."""
+    with inst.connect() as conn:
+        rows = conn.execute("SELECT name, setting FROM pg_settings").fetchall()
+    return {str(name): str(setting) for name, setting in rows}
+
+
+def test_names_are_case_insensitive_as_in_postgresql(inst: dbgym.PostgresInstance) -> None:
+    # pg_settings spells these with capitals; PostgreSQL takes any case, and so do we
+    change = inst.apply_knobs(
+        {"DateStyle": "ISO, DMY", "timezone": "Europe/Paris", "INTERVALSTYLE": "iso_8601"}
+    )
+    assert change.applied == {
+        "DateStyle": "ISO, DMY",
+        "TimeZone": "Europe/Paris",
+        "IntervalStyle": "iso_8601",
+    }
+    assert show(inst, "DateStyle") == "ISO, DMY"
+    assert show(inst, "TimeZone") == "Europe/Paris"
+    assert show(inst, "intervalstyle") == "iso_8601"
+    assert inst.applied_knobs() == {
+        "datestyle": "ISO, DMY",
+        "timezone": "Europe/Paris",
+        "intervalstyle": "iso_8601",
+    }
+    with pytest.raises(KnobError, match=r"did you mean DateStyle\?") as err:
+        inst.apply_knobs({"DatStyle": "ISO"})
+    assert err.value.knob == "DatStyle"
+    with pytest.raises(KnobError, match="given twice") as twice:
+        inst.apply_knobs({"datestyle": "ISO, MDY", "DateStyle": "ISO, YMD"})
+    assert twice.value.knob == "DateStyle"
+    assert show(inst, "DateStyle") == "ISO, DMY"
+
+
+def test_value_the_server_respells_applies_at_once(inst: dbgym.PostgresInstance) -> None:
+    # The server stores 'utc' as 'UTC': compared by spelling, this waited 5 s and failed.
+    t0 = time.monotonic()
+    change = inst.apply_knobs({"log_timezone": "utc", "work_mem": "8MB"})
+    took = time.monotonic() - t0
+    assert change.applied == {"log_timezone": "UTC", "work_mem": "8192"}
+    assert change.restarted is False
+    assert show(inst, "log_timezone") == "UTC"
+    assert took < 2.0, f"apply_knobs took {took:.2f}s"
+
+
+def test_for_new_sessions_knob_applies_without_waiting(inst: dbgym.PostgresInstance) -> None:
+    # log_connections (superuser-backend) never changes in an open session
+    t0 = time.monotonic()
+    change = inst.apply_knobs({"log_connections": "on"})
+    assert time.monotonic() - t0 < 2.0
+    assert change.applied == {"log_connections": "on"} and change.restarted is False
+    assert show(inst, "log_connections") == "on"
+
+
+def test_batch_the_server_refuses_leaves_every_knob_as_before(
+    inst: dbgym.PostgresInstance,
+) -> None:
+    inst.apply_knobs({"work_mem": "16MB"})
+    settings, file_text = pg_settings(inst), (inst.datadir / "dbgym_knobs.conf").read_text()
+    # Only the server knows time zone names: dbgym's own checks pass, the server refuses.
+    with pytest.raises(KnobError, match=r"knob log_timezone: the server refuses 'Mars/Olympus'"):
+        inst.apply_knobs({"work_mem": "64MB", "log_timezone": "Mars/Olympus"})
+    assert pg_settings(inst) == settings
+    assert (inst.datadir / "dbgym_knobs.conf").read_text() == file_text
+    assert show(inst, "work_mem") == "16MB"
+    # ... and the knob file still works
+    assert inst.apply_knobs({"work_mem": "32MB"}).applied == {"work_mem": "32768"}
+
+
+def test_alter_system_override_is_refused_and_nothing_applied(
+    inst: dbgym.PostgresInstance,
+) -> None:
+    with inst.connect(autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET work_mem = '8MB'")
+        conn.execute("SELECT pg_reload_conf()")
+    auto_conf = (inst.datadir / "postgresql.auto.conf").read_text()
+    assert "work_mem = '8MB'" in auto_conf
+    before = inst.applied_knobs()
+    with pytest.raises(
+        KnobError,
+        match=r"postgresql\.auto\.conf line \d+ sets it too \(ALTER "
+        r"SYSTEM\).*ALTER SYSTEM RESET work_mem",
+    ) as err:
+        inst.apply_knobs({"work_mem": "64MB", "random_page_cost": 1.1})
+    assert err.value.knob == "work_mem"
+    assert inst.applied_knobs() == before
+    assert (inst.datadir / "postgresql.auto.conf").read_text() == auto_conf
+    assert show(inst, "random_page_cost") == "4"
+
+
+#: Bool spellings PostgreSQL accepts (unique prefixes of true/false/yes/no, on/off/of,
+#: 1/0) and some it refuses ("o" is ambiguous).
+SPELLINGS = ["t", "tr", "TRUE", "y", "ye", "yes", "on", "ON", "1", "f", "fal", "n", "no",
+             "of", "off", "0", "o", "tru e", "2", "yess", "", "onn"]  # fmt: skip
+
+
+def test_bool_spellings_match_the_server(inst: dbgym.PostgresInstance) -> None:
+    """kn.parse_bool (also used by the knob-state observer) agrees with the server."""
+    verdicts = {}
+    with inst.connect(autocommit=True) as conn:
+        for spelling in SPELLINGS:
+            try:
+                conn.execute(f"SET enable_seqscan = '{spelling}'")
+                row = conn.execute("SHOW enable_seqscan").fetchone()
+                verdicts[spelling] = row is not None and row[0] == "on"
+            except psycopg.errors.InvalidParameterValue:
+                verdicts[spelling] = None
+    assert {s: kn.parse_bool(s) for s in SPELLINGS} == verdicts
+    assert verdicts["o"] is None and verdicts["of"] is False  # the spellings matter

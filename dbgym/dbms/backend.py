@@ -92,6 +92,9 @@ class Backend(abc.ABC):
     #: calling the server ready (True: e.g. behind a port proxy). A backend may set it
     #: False only if `expected_postmaster_pid()` proves the pid file is its own server's.
     ready_needs_connection: ClassVar[bool] = True
+    #: The memory limit the server runs under, as the caller gave it (docker: "512m" or
+    #: bytes); the core refuses knobs whose shared memory would not fit. None: no limit.
+    memory_limit: str | int | None = None
 
     def expected_postmaster_pid(self) -> int | None:
         """The pid line 1 of postmaster.pid must hold (host pid namespace), if known."""

@@ -10,9 +10,11 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from dbgym.errors import WorkloadError
+import dbgym.redact as redact
+from dbgym.errors import InvalidArgumentError, WorkloadError
 
 
 def _version_key(path: Path) -> tuple[int, ...]:
@@ -106,8 +108,17 @@ def terminate(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
 
 def conninfo_and_env(dsn: str) -> tuple[str, dict[str, str]]:
     """`dsn` without its password (for a command line others can read in /proc) and an
-    environment passing the password as PGPASSWORD instead."""
-    params = conninfo_to_dict(dsn)
+    environment passing the password as PGPASSWORD instead. InvalidArgumentError (never
+    quoting the password) if libpq cannot parse `dsn`."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        secret = redact.password_of(dsn)
+        redact.scrub_exception(exc, secret)
+        raise InvalidArgumentError(
+            f"invalid connection string {redact.redact_dsn(dsn)!r}: "
+            + redact.redact(str(exc).strip(), secret)
+        ) from exc
     password = params.pop("password", None)
     env = dict(os.environ)
     if password is not None:

@@ -57,10 +57,34 @@ from dbgym.dbms.docker_owners import (
     remove_orphans,
 )
 from dbgym.dbms.images import DEFAULT_IMAGE, docker_client
-from dbgym.errors import BackendUnavailableError, DbgymError, PostgresStartError
+from dbgym.dbms.knobs import memory_limit_bytes, size_text
+from dbgym.errors import (
+    BackendUnavailableError,
+    InvalidArgumentError,
+    PostgresStartError,
+)
 
 _SIGNALS = {"fast": "INT", "immediate": "QUIT"}
-_MEMORY = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
+#: The smallest memory limit accepted. Measured with PostgreSQL 15 (dbgym/postgres:15):
+#: initdb and an idle server run in 48 MiB; at 32 MiB and 24 MiB initdb thrashes for 326 s
+#: and 115 s before the kernel OOM-kills it, at 16 MiB it is killed within 2 s.
+MIN_MEMORY = 64 * 2**20
+
+
+def check_cpus(cpus: object) -> float | None:
+    """`cpus` as a float (None: no limit); InvalidArgumentError unless a positive number
+    of CPUs no larger than docker accepts (64 per host CPU)."""
+    if cpus is None:
+        return None
+    if (
+        isinstance(cpus, bool)
+        or not isinstance(cpus, int | float)
+        or not 0 < cpus <= (os.cpu_count() or 1) * 64
+    ):
+        raise InvalidArgumentError(f"cpus={cpus!r}: must be a positive number of CPUs (e.g. 1.5)")
+    return float(cpus)
+
+
 _DEFAULT_SHM = 1 << 30  # PostgreSQL's parallel query uses /dev/shm; docker's default is 64MB
 
 SUPERVISOR = r"""
@@ -124,22 +148,19 @@ class DockerBackend(Backend):
     ready_needs_connection = False
 
     def __init__(self, options: BackendOptions) -> None:
+        self.cpus = check_cpus(options.cpus)
+        self.memory = options.memory
+        if self.memory is not None:
+            limit = memory_limit_bytes(self.memory)  # InvalidArgumentError if malformed
+            if limit < MIN_MEMORY:
+                raise InvalidArgumentError(
+                    f"memory={self.memory!r} ({size_text(limit)}) is below the "
+                    f"{size_text(MIN_MEMORY)} a PostgreSQL server needs in a container: "
+                    "initdb would be OOM-killed, or thrash for minutes first"
+                )
+        self.memory_limit = self.memory
         self.client = _client()
         self.image: ImageInfo = image_info(self.client, options.image or DEFAULT_IMAGE)
-        self.cpus = options.cpus
-        self.memory = options.memory
-        if self.cpus is not None and not (
-            isinstance(self.cpus, (int, float)) and 0 < self.cpus <= (os.cpu_count() or 1) * 64
-        ):
-            raise DbgymError(f"cpus={self.cpus!r}: must be a positive number of CPUs (e.g. 1.5)")
-        if self.memory is not None and not (
-            (isinstance(self.memory, int) and self.memory >= 6 * 2**20)
-            or (isinstance(self.memory, str) and _MEMORY.match(self.memory))
-        ):
-            raise DbgymError(
-                f"memory={self.memory!r}: give bytes (>= 6 MiB, docker's minimum) or a "
-                "string like '512m' / '2g' (units b, k, m, g)"
-            )
         self._bin_dir: Path | bool | None = False  # False: not looked up yet
         self._tag = uuid.uuid4().hex[:12]
         self._workdir: Path | None = None
@@ -196,23 +217,44 @@ class DockerBackend(Backend):
         return (self.uid, self.gid) if os.geteuid() == 0 else None
 
     def hba_client_cidrs(self) -> list[str]:
-        """Connections to the published port reach the server from the bridge's gateway:
-        that address when docker names it, else the bridge's subnet (password auth still
-        applies, and the port is published on 127.0.0.1 only)."""
+        """Connections to the published port reach the server from the bridge's gateway
+        (docker-proxy, or the NAT of the published port), and only that address may log
+        in over TCP: never the bridge's subnet, where any other container could try the
+        password. The gateway is the one docker gave the instance's container, else the
+        one the bridge network's IPAM config names."""
+        gateways = self._container_gateways()
+        if not gateways:
+            try:
+                ipam = self.client.networks.get("bridge").attrs["IPAM"]["Config"] or []
+            except Exception as exc:
+                raise BackendUnavailableError(
+                    f"cannot read docker's bridge network: {exc}"
+                ) from exc
+            gateways = [str(cfg["Gateway"]) for cfg in ipam if cfg.get("Gateway")]
+        if not gateways:
+            raise BackendUnavailableError(
+                "cannot tell the gateway of docker's bridge network (the instance's container "
+                "names none, nor does the network's IPAM config), so pg_hba cannot admit it"
+            )
+        return [f"{gw}/128" if ":" in gw else f"{gw}/32" for gw in gateways]
+
+    def _container_gateways(self) -> list[str]:
+        """The gateways of the instance's container's networks (bridge: the host side)."""
+        import docker.errors
+
+        if self._container is None:
+            return []
         try:
-            ipam = self.client.networks.get("bridge").attrs["IPAM"]["Config"] or []
-        except Exception as exc:
-            raise BackendUnavailableError(f"cannot read docker's bridge network: {exc}") from exc
-        cidrs = []
-        for cfg in ipam:
-            gw, subnet = cfg.get("Gateway"), cfg.get("Subnet")
-            if gw:
-                cidrs.append(f"{gw}/128" if ":" in gw else f"{gw}/32")
-            elif subnet:
-                cidrs.append(subnet)
-        if not cidrs:
-            raise BackendUnavailableError("docker's bridge network has no IPv4/IPv6 subnet")
-        return cidrs
+            self._container.reload()
+        except docker.errors.APIError:
+            return []
+        settings = self._container.attrs.get("NetworkSettings") or {}
+        found = []
+        for net in (settings.get("Networks") or {}).values():
+            for key in ("Gateway", "IPv6Gateway"):
+                if net.get(key):
+                    found.append(str(net[key]))
+        return sorted(set(found))
 
     def _volumes(self) -> dict[str, dict[str, str]]:
         assert self._workdir is not None, "prepare() first"
@@ -243,9 +285,41 @@ class DockerBackend(Backend):
         )
         if result.exit_code != 0:
             out = result.output.decode(errors="replace").strip().splitlines()
-            raise PostgresStartError(
-                f"initdb in {self.image.name} failed (exit {result.exit_code})", out[-30:]
+            what = f"initdb in {self.image.name} failed (exit {result.exit_code})"
+            if self.oom_killed():
+                what = (
+                    f"initdb in {self.image.name} was killed by the kernel's OOM killer: the "
+                    f"container's memory limit {self.memory!r} is too small for PostgreSQL"
+                    + (f" ({size_text(memory_limit_bytes(self.memory))})" if self.memory else "")
+                    + "; launch with more memory"
+                )
+            raise PostgresStartError(what, out[-30:])
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed any process of the container (its cgroup's
+        oom_kill counter, cgroup v1 or v2), or the container itself (State.OOMKilled)."""
+        import docker.errors
+
+        if self._container is None:
+            return False
+        try:
+            self._container.reload()
+            if self._container.attrs.get("State", {}).get("OOMKilled"):
+                return True
+            if self._container.status != "running":
+                return False
+            result = self._container.exec_run(
+                [
+                    "sh",
+                    "-c",
+                    "cat /sys/fs/cgroup/memory.events "
+                    "/sys/fs/cgroup/memory/memory.oom_control 2>/dev/null",
+                ],
             )
+        except docker.errors.APIError:
+            return False
+        found = re.search(rb"^oom_kill (\d+)$", result.output or b"", re.MULTILINE)
+        return found is not None and int(found.group(1)) > 0
 
     def planned_port(self) -> int | None:
         return self._port

@@ -3,7 +3,6 @@ containers whose owner is gone, for `DockerBackend` and `dbgym clean`."""
 
 from __future__ import annotations
 
-import os
 import socket
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ def _boot_id() -> str:
 
 
 def owner_labels() -> dict[str, str]:
-    pid = os.getpid()
+    pid, started = procs.identity()
     return {
         LABEL_OWNER_PID: str(pid),
-        LABEL_OWNER_START: str(procs.start_time(pid)),
+        LABEL_OWNER_START: str(started),
         LABEL_OWNER_HOST: socket.gethostname(),
         LABEL_BOOT_ID: _boot_id(),
     }
@@ -50,12 +49,26 @@ def owner_dead(labels: dict[str, str]) -> bool:
     return not procs.is_alive(pid, int(start) if start and start.isdigit() else None)
 
 
+def _remove(container: Any) -> bool:
+    """Remove a container; False if another process (a concurrent reaper) got there first."""
+    import docker.errors
+
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code == 409:  # its removal is already in progress
+            return False
+        raise
+    return True
+
+
 def remove_instance_containers(client: Any, tag: str, workdir: str) -> list[str]:
     """Remove the containers of one instance (its tag and workdir labels)."""
     done = []
     for c in client.containers.list(all=True, filters={"label": f"{LABEL_INSTANCE}={tag}"}):
-        if c.labels.get(LABEL_WORKDIR) == workdir:
-            c.remove(force=True, v=True)
+        if c.labels.get(LABEL_WORKDIR) == workdir and _remove(c):
             done.append(f"removed container {c.name}")
     return done
 
@@ -64,8 +77,7 @@ def remove_orphans(client: Any) -> list[str]:
     """Remove dbgym containers whose owner process (per their labels) is dead."""
     done = []
     for c in client.containers.list(all=True, filters={"label": LABEL_OWNER_PID}):
-        if owner_dead(c.labels):
-            c.remove(force=True, v=True)
+        if owner_dead(c.labels) and _remove(c):
             done.append(
                 f"container {c.name} ({c.labels.get(LABEL_WORKDIR)}): owner pid "
                 f"{c.labels.get(LABEL_OWNER_PID)} is dead, removed"

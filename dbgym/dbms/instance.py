@@ -27,7 +27,9 @@ import dbgym.dbms.filecopy as filecopy
 import dbgym.dbms.instance_registry as instance_registry
 import dbgym.dbms.knobs as kn
 import dbgym.dbms.lifecycle as lifecycle
+import dbgym.dbms.procs as procs
 import dbgym.dbms.snapshot as snap
+import dbgym.redact as redact
 from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
 from dbgym.errors import (
     DbgymError,
@@ -36,6 +38,7 @@ from dbgym.errors import (
     InvalidArgumentError,
     KnobError,
     PostgresStartError,
+    ServerCrashedError,
     SnapshotError,
 )
 
@@ -65,6 +68,20 @@ def relevant_log_lines(lines: list[str], limit: int = 30) -> list[str]:
     """The lines that explain a failed start: errors and their details, else the tail."""
     picked = [line for line in lines if _RELEVANT.search(line)]
     return (picked or lines)[-limit:]
+
+
+def _make_workdir(wd: Path) -> None:
+    """Create `wd` (and its parents); InvalidArgumentError naming the path if it, or a
+    parent, is something other than a directory, or cannot be created."""
+    try:
+        wd.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [wd, *wd.parents] if p.exists() and not p.is_dir()), wd)
+        raise InvalidArgumentError(
+            f"workdir {wd} cannot be a directory: {blocker} exists and is not a directory"
+        ) from None
+    except PermissionError as exc:
+        raise InvalidArgumentError(f"workdir {wd} cannot be created: {exc.strerror}") from None
 
 
 def default_workdir_base() -> Path:
@@ -113,8 +130,13 @@ class PostgresInstance:
         workdir: where the data directory, snapshots and log go (default: a new temp dir,
             removed by close()). port: host TCP port (default: a free one).
         knobs: applied after the first start (see apply_knobs).
-        image/cpus/memory: docker backend only. bin_dir: local server binaries.
-        init_from: a directory written by `export_datadir` to start from instead of initdb.
+        image/cpus/memory: docker backend only (the local backend cannot enforce cpus and
+            memory and refuses them). bin_dir: local server binaries.
+        init_from: a directory written by `export_datadir` to start from instead of initdb;
+            the new server gets its own superuser password all the same.
+
+        Each launch first removes what dead dbgym processes left (their servers,
+        containers and files; bounded in time, see `instance_registry.reap`).
         """
         options = BackendOptions(
             bin_dir=Path(bin_dir) if bin_dir is not None else None,
@@ -123,6 +145,7 @@ class PostgresInstance:
             memory=memory,
         )
         be = backend_class(backend)(options)
+        instance_registry.reap(type(be))
         if workdir is None:
             base = default_workdir_base()
             base.mkdir(parents=True, exist_ok=True)
@@ -130,7 +153,7 @@ class PostgresInstance:
         else:
             wd = Path(workdir).absolute()
             created = not wd.exists()
-            wd.mkdir(parents=True, exist_ok=True)
+            _make_workdir(wd)
             busy = [n for n in _OWNED_PATHS if (wd / n).exists()]
             if busy:
                 if created:
@@ -146,12 +169,16 @@ class PostgresInstance:
             be.prepare(wd)
             if init_from is not None:
                 inst._init_from(Path(init_from))
+                cidrs = []  # no TCP login before this launch's own password is set
             else:
                 inst._initdb()
-            dd.configure(inst.datadir, be.hba_client_cidrs(), be.datadir_owner())
+                cidrs = be.hba_client_cidrs()
+            dd.configure(inst.datadir, cidrs, be.datadir_owner())
             inst.port = port if port is not None else (be.planned_port() or free_port())
             inst._port_fixed = port is not None
             inst._start()
+            if init_from is not None:
+                inst._own_password()
             if knobs:
                 inst.apply_knobs(knobs)
         except BaseException:
@@ -170,6 +197,42 @@ class PostgresInstance:
         dd.write_credentials(
             self.datadir, self._user, self._password, self._backend.datadir_owner()
         )
+
+    def _own_password(self, timeout: float = 10.0) -> None:
+        """Give a server started from an exported data directory (a cached state, whose
+        password every launch from it would share) a password of its own, then admit TCP
+        logins: pg_hba admitted none until now. The new password reaches the server as a
+        SCRAM verifier computed here (libpq's PQencryptPasswordConn), so no server log
+        can show it; returns once a TCP login with it works."""
+        password = secrets.token_urlsafe(24)
+        conn = self._conn
+        verifier = conn.pgconn.encrypt_password(
+            password.encode(), self._user.encode(), b"scram-sha-256"
+        )
+        conn.execute(
+            psycopg.sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                psycopg.sql.Identifier(self._user), psycopg.sql.Literal(verifier.decode())
+            )
+        )
+        self._password = password
+        owner = self._backend.datadir_owner()
+        dd.write_credentials(self.datadir, self._user, password, owner)
+        dd.configure(self.datadir, self._backend.hba_client_cidrs(), owner)
+        conn.execute("SELECT pg_reload_conf()")
+
+        def tcp_login() -> bool:  # the postmaster re-reads pg_hba.conf on the reload
+            try:
+                psycopg.connect(self.dsn, connect_timeout=5).close()
+            except psycopg.OperationalError:
+                return False
+            return True
+
+        if not procs.poll_until(tcp_login, timeout, first=0.001, cap=0.05):
+            raise PostgresStartError(
+                f"the server does not admit TCP logins {timeout:g}s after its pg_hba.conf "
+                "was rewritten",
+                relevant_log_lines(self._backend.recent_log_lines()),
+            )
 
     def _init_from(self, source: Path) -> None:
         if not (source / "PG_VERSION").is_file():
@@ -372,9 +435,28 @@ class PostgresInstance:
         return self._version_num
 
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A new psycopg connection to the server (closing it is the caller's job)."""
+        """A new psycopg connection to the server (closing it is the caller's job).
+
+        `kwargs` go to psycopg.connect (e.g. autocommit=True, dbname=...). Raises
+        InstanceClosedError after close(), ServerCrashedError when the server is not
+        running (it died, or was stopped), ConnectError when it runs but the connection
+        fails (host, port, user, database, SQLSTATE and the server's message; never the
+        password): all InstanceErrors.
+        """
         self._check_open()
-        return psycopg.connect(self.dsn, **kwargs)
+        try:
+            return psycopg.connect(self.dsn, **kwargs)
+        except psycopg.OperationalError as exc:
+            redact.scrub_exception(exc, self._password)
+            if not self._backend.is_running():
+                raise ServerCrashedError(
+                    f"cannot connect to instance {self.id}: its server is not running (it "
+                    "died or was stopped; start() brings it back): "
+                    + redact.redact(str(exc).strip(), self._password)
+                ) from exc
+            raise redact.connect_error(
+                self.dsn, exc, f"cannot connect to instance {self.id}", **kwargs
+            ) from exc
 
     def settings(self) -> dict[str, str]:
         """Every setting's current value: pg_settings.setting by name (in pg_settings.unit)."""
@@ -396,37 +478,111 @@ class PostgresInstance:
     def apply_knobs(self, knobs: dict[str, Any]) -> kn.KnobChange:
         """Validate and apply knobs; reload, or restart only if a postmaster knob changed.
 
-        Raises KnobError (unknown name, bad value; nothing applied) or PostgresStartError
+        All or nothing: the batch is checked by dbgym (names, types, units, ranges; names
+        are case-insensitive), then by the server itself (pg_file_settings reads the new
+        knob file before anything is reloaded: a value only the server can judge, e.g. a
+        time zone name, a knob that ALTER SYSTEM overrides). Values are compared as the
+        server stores them, never by spelling ('utc' is stored as 'UTC').
+
+        Raises KnobError (nothing applied: every knob is as before) or PostgresStartError
         (the server refused to start with the new values: the previous knob file is put
-        back and the server restarted with it).
+        back and the server restarted with it). On a docker instance with a memory limit,
+        shared_buffers + wal_buffers must leave room for the server's processes
+        (KnobError naming the limit).
         """
         catalog = self.knob_catalog
         wanted = kn.validate(catalog, knobs)
         if not wanted:
             return kn.KnobChange()
-        current = self._current_settings(list(wanted))
-        needs_restart = any(
-            catalog[name].needs_restart
-            and kn.compare_setting(catalog[name], current.get(name)) != norm.compare
-            for name, norm in wanted.items()
-        )
         old_text = dd.read_knob_file(self.datadir)
-        merged = {**kn.parse_conf(old_text), **{n: v.conf_value for n, v in wanted.items()}}
-        owner = self._backend.datadir_owner()
-        dd.write_knob_file(self.datadir, kn.render_conf(merged), owner)
-        if needs_restart:
+        old = kn.parse_conf(old_text)
+        merged = {**old, **{n.lower(): v.conf_value for n, v in wanted.items()}}
+        if {"shared_buffers", "wal_buffers"} & {n.lower() for n in wanted}:
+            self._check_memory(merged)
+        self._write_knobs(merged)
+        try:
+            rows = self._conn.execute(kn.FILE_SETTINGS_SQL).fetchall()
+            verdict = kn.file_verdict(rows, dd.KNOB_FILE, wanted, catalog)
+            if verdict.refused:
+                raise kn.refused_error(verdict.refused)
+        except BaseException:
+            self._restore_knob_file(old_text)  # nothing was reloaded yet
+            raise
+        if verdict.restart:
             self._stop("fast")
             try:
                 self._start()
             except PostgresStartError:
-                dd.write_knob_file(self.datadir, old_text, owner)
+                self._restore_knob_file(old_text)
                 self._start()
                 raise
         else:
-            self._conn.execute("SELECT pg_reload_conf()")
-            self._await_settings(wanted, catalog)
+            try:
+                self._reload_knobs(wanted, catalog)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self._reload_knobs({}, catalog, self._write_knobs(old))
+                raise
+        if any(catalog[n].context not in kn.SESSION_RELOAD_CONTEXTS for n in wanted):
+            self._drop_admin()  # for-new-sessions knobs: read them in a new session
         applied = self._current_settings(list(wanted))
-        return kn.KnobChange(applied=applied, restarted=needs_restart)
+        return kn.KnobChange(applied=applied, restarted=bool(verdict.restart))
+
+    def _restore_knob_file(self, text: str) -> None:
+        dd.write_knob_file(self.datadir, text, self._backend.datadir_owner())
+
+    def _write_knobs(self, knobs: dict[str, str]) -> str:
+        """Write the knob file with a new epoch marker; returns the epoch."""
+        epoch = uuid.uuid4().hex
+        dd.write_knob_file(
+            self.datadir, kn.render_conf(knobs, epoch), self._backend.datadir_owner()
+        )
+        return epoch
+
+    def _reload_knobs(
+        self,
+        wanted: dict[str, kn.Normalized],
+        catalog: dict[str, kn.KnobSpec],
+        epoch: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        """Reload; wait until the admin session has read the knob file (its epoch marker),
+        then check the server took each of `wanted` from it."""
+        epoch = epoch or kn.conf_epoch(dd.read_knob_file(self.datadir))
+        conn = self._conn
+        conn.execute("SELECT pg_reload_conf()")
+
+        def reloaded() -> bool:
+            row = conn.execute(kn.EPOCH_SQL).fetchone()
+            return row is not None and row[0] == epoch
+
+        if not procs.poll_until(reloaded, timeout, first=0.0002, cap=0.05):
+            raise KnobError(
+                f"the server did not reload its configuration within {timeout:g}s; server "
+                "log:\n  " + "\n  ".join(relevant_log_lines(self._backend.recent_log_lines(), 10))
+            )
+        reload_now = [n for n in wanted if catalog[n].context in kn.SESSION_RELOAD_CONTEXTS]
+        if not reload_now:
+            return
+        rows = conn.execute(
+            "SELECT name, setting, sourcefile FROM pg_settings WHERE name = ANY(%s)",
+            (reload_now,),
+        ).fetchall()
+        off = {
+            name: f"the server kept {setting!r} (from {sourcefile or 'its default'})"
+            for name, setting, sourcefile in rows
+            if os.path.basename(str(sourcefile or "")) != dd.KNOB_FILE
+        }
+        if off:
+            error = kn.refused_error(off)
+            lines = relevant_log_lines(self._backend.recent_log_lines(), 10)
+            raise KnobError(f"{error}; server log:\n  " + "\n  ".join(lines), error.knob)
+
+    def _drop_admin(self) -> None:
+        if self._admin is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._admin.close()
+            self._admin = None
 
     def _current_settings(self, names: list[str]) -> dict[str, str]:
         rows = self._conn.execute(
@@ -434,31 +590,15 @@ class PostgresInstance:
         ).fetchall()
         return {name: setting for name, setting in rows}
 
-    def _await_settings(
-        self, wanted: dict[str, kn.Normalized], catalog: dict[str, kn.KnobSpec], timeout: float = 5
-    ) -> None:
-        """After a reload: wait until the admin session sees every new value."""
-        deadline = time.monotonic() + timeout
-        delay = 0.001
-        while True:
-            current = self._current_settings(list(wanted))
-            off = [
-                n
-                for n, norm in wanted.items()
-                if kn.compare_setting(catalog[n], current.get(n)) != norm.compare
-            ]
-            if not off:
-                return
-            if time.monotonic() > deadline:
-                details = ", ".join(
-                    f"{n}={current.get(n)!r} (wanted {wanted[n].conf_value})" for n in off
-                )
-                raise KnobError(
-                    f"after reload the server still reports {details}; server log:\n  "
-                    + "\n  ".join(relevant_log_lines(self._backend.recent_log_lines(), 10))
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+    def _check_memory(self, knobs: dict[str, str]) -> None:
+        """KnobError if shared memory with `knobs` (lower-case names, pg_settings units)
+        would not fit the backend's memory limit (see knobs.check_memory)."""
+        limit = self._backend.memory_limit
+        if limit is None:
+            return
+        current = self._current_settings(["shared_buffers", "wal_buffers"])
+        values = {n: knobs.get(n, current[n]) for n in ("shared_buffers", "wal_buffers")}
+        kn.check_memory(values, kn.memory_limit_bytes(limit), str(limit))
 
     # -- snapshots --------------------------------------------------------------------
     def _snapshot_dir(self, name: str) -> Path:

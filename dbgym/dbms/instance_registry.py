@@ -7,7 +7,9 @@ its server pid changes, and deletes it in close(). The file names the owner proc
 the backend needs to find its server again (`Backend.registry_fields`).
 
 `clean()` only acts on entries whose owner is dead; instances of live processes (other
-test runs, other notebooks) are never touched.
+test runs, other notebooks) are never touched. `reap()` is its cheap part, run by every
+launch (as Testcontainers' reaper does): the registry entries of dead owners and, for the
+launching backend, its unregistered leftovers, within a time budget.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dbgym.dbms.procs as procs
-from dbgym.dbms.backend import BACKENDS, backend_class
+from dbgym.dbms.backend import BACKENDS, Backend, backend_class
 from dbgym.errors import BackendUnavailableError, DbgymError
 
 
@@ -38,9 +41,14 @@ def runtime_dir() -> Path:
     return instances
 
 
+#: Seconds a launch spends at most on dead owners' leftovers (checked between entries:
+#: one entry's removal can take longer, up to 15 s for a server that ignores SIGQUIT).
+REAP_BUDGET = 5.0
+
+
 def owner_identity() -> dict[str, Any]:
-    pid = os.getpid()
-    return {"owner_pid": pid, "owner_start_time": procs.start_time(pid)}
+    pid, started = procs.identity()
+    return {"owner_pid": pid, "owner_start_time": started}
 
 
 def write_entry(instance_id: str, data: dict[str, Any]) -> Path:
@@ -104,13 +112,15 @@ class CleanReport:
     errors: list[str] = field(default_factory=list)
 
 
-def clean() -> CleanReport:
-    """Remove servers/containers/files of instances whose owner process is dead."""
-    report = CleanReport()
+def _clean_entries(report: CleanReport, deadline: float | None) -> None:
+    """Remove what the registry entries of dead owners name (until `deadline`)."""
     for path, entry in read_entries():
         ident = f"{entry.get('id', path.stem)} ({entry.get('backend')}, {entry.get('workdir')})"
         if owner_alive(entry):
             report.live.append(f"{ident}: owner pid {entry.get('owner_pid')} is alive")
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            report.errors.append(f"{ident}: left for later (out of time)")
             continue
         try:
             cls = backend_class(str(entry.get("backend")))
@@ -118,15 +128,40 @@ def clean() -> CleanReport:
             remove_instance_files(entry)
             path.unlink(missing_ok=True)
             report.removed.append(f"{ident}: " + ", ".join([*actions, "files removed"]))
-        except (DbgymError, OSError) as exc:
+        except Exception as exc:  # e.g. docker's APIError: report it, go on with the rest
             report.errors.append(f"{ident}: {exc}")
+
+
+def _clean_unregistered(report: CleanReport, cls: type[Backend]) -> None:
+    try:
+        report.removed.extend(cls.find_unregistered_leftovers())
+    except Exception as exc:
+        report.errors.append(f"{cls.name}: {exc}")
+
+
+def clean() -> CleanReport:
+    """Remove servers/containers/files of instances whose owner process is dead."""
+    report = CleanReport()
+    _clean_entries(report, None)
     for name in BACKENDS:
         try:
             cls = backend_class(name)
         except BackendUnavailableError:
             continue
-        try:
-            report.removed.extend(cls.find_unregistered_leftovers())
-        except (DbgymError, OSError) as exc:
-            report.errors.append(f"{name}: {exc}")
+        _clean_unregistered(report, cls)
+    return report
+
+
+def reap(backend: type[Backend] | None = None, budget: float = REAP_BUDGET) -> CleanReport:
+    """The cheap part of `clean()`, for every launch: the leftovers of registry entries
+    whose owner died, then `backend`'s unregistered ones (docker: labelled containers of
+    dead owners), within about `budget` seconds; never raises (errors are reported)."""
+    report = CleanReport()
+    deadline = time.monotonic() + budget
+    try:
+        _clean_entries(report, deadline)
+        if backend is not None and time.monotonic() < deadline:
+            _clean_unregistered(report, backend)
+    except Exception as exc:  # the runtime dir is unusable: the launch says so itself
+        report.errors.append(str(exc))
     return report

@@ -5,7 +5,13 @@ root): $DBGYM_PG_USER, else `postgres` if that user exists, else `nobody`. It li
 127.0.0.1 only, plus a private unix-socket directory (mode 0700, owned by the server
 user). The postmaster is started in its own session (so a terminal's Ctrl-C reaches
 only the Python process, which then shuts the server down in order) and is our child
-process; stop signals go to it and to nothing else.
+process; stop signals go to it and to nothing else. It dies with its owner: a parent-death
+signal (SIGQUIT, PostgreSQL's immediate shutdown; set by `setpriv --pdeathsig`) reaches it
+when the owning process dies, even by SIGKILL, so no server outlives a killed Python.
+
+The local backend cannot enforce `cpus` and `memory` (that takes a cgroup the caller may
+write, which this machine's cgroup v1 hierarchy does not delegate): it refuses them with
+InvalidArgumentError instead of silently ignoring them; the docker backend enforces both.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from dbgym.dbms.backend import (
     initdb_options,
 )
 from dbgym.dbms.binaries import PgBinaries, find_binaries
-from dbgym.errors import BackendUnavailableError, PostgresStartError
+from dbgym.errors import BackendUnavailableError, InvalidArgumentError, PostgresStartError
 
 _STOP_SIGNALS = {"fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; ".s.PGSQL.65535.lock" must fit too
@@ -94,6 +100,17 @@ class LocalBackend(Backend):
     ready_needs_connection = False  # the postmaster is our child: its pid file is proof
 
     def __init__(self, options: BackendOptions) -> None:
+        limits = [
+            f"{name}={value!r}"
+            for name, value in (("cpus", options.cpus), ("memory", options.memory))
+            if value is not None
+        ]
+        if limits:
+            raise InvalidArgumentError(
+                f"the local backend cannot enforce {' and '.join(limits)} (it runs the server "
+                "as plain processes, without a cgroup of its own); use backend='docker', "
+                "which does, or leave them out"
+            )
         self.binaries: PgBinaries = find_binaries(options.bin_dir)
         self.user = server_user()
         self._workdir: Path | None = None
@@ -150,17 +167,23 @@ class LocalBackend(Backend):
 
     def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
         assert self._workdir is not None, "prepare() first"
-        cmd = [str(self.binaries.tool("initdb")), *initdb_options(datadir, superuser, pwfile)]
-        proc = subprocess.Popen(
-            cmd,
-            cwd=self._workdir,
-            env=_server_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-            **self._popen_user_kwargs(),
+        cmd = [
+            *procs.pdeathsig_argv(signal.SIGKILL),
+            str(self.binaries.tool("initdb")),
+            *initdb_options(datadir, superuser, pwfile),
+        ]
+        proc = procs.in_lasting_thread(
+            lambda: subprocess.Popen(
+                cmd,
+                cwd=self._workdir,
+                env=_server_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+                **self._popen_user_kwargs(),
+            )
         )
         try:
             output, _ = proc.communicate()
@@ -186,6 +209,7 @@ class LocalBackend(Backend):
             self._log_file = open(self._log_path, "ab")  # noqa: SIM115 (kept for the instance)
         self._log_offset = self._log_file.seek(0, os.SEEK_END)
         cmd = [
+            *procs.pdeathsig_argv(signal.SIGQUIT),  # dies with its owner (module docstring)
             str(self.binaries.tool("postgres")),
             "-D",
             str(datadir),
@@ -202,15 +226,18 @@ class LocalBackend(Backend):
             "-c",
             "log_destination=stderr",
         ]
-        self._proc = subprocess.Popen(
-            cmd,
-            cwd=self._workdir,
-            env=_server_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **self._popen_user_kwargs(),
+        log_file = self._log_file
+        self._proc = procs.in_lasting_thread(
+            lambda: subprocess.Popen(
+                cmd,
+                cwd=self._workdir,
+                env=_server_env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **self._popen_user_kwargs(),
+            )
         )
 
     def is_running(self) -> bool:
@@ -351,5 +378,11 @@ class LocalBackend(Backend):
             )
             return report
         report.details.append(f"workdir base: {base}")
+        report.details.append(
+            "servers die with their owner (setpriv --pdeathsig)"
+            if procs.pdeathsig_argv(signal.SIGQUIT)
+            else "servers outlive a killed owner until the next launch or `dbgym clean` "
+            "(no setpriv with --pdeathsig: install util-linux >= 2.33)"
+        )
         report.usable = True
         return report

@@ -1,14 +1,28 @@
-"""Process facts from /proc (Linux), without psutil: liveness robust to pid reuse."""
+"""Process facts from /proc (Linux), without psutil: liveness robust to pid reuse.
+
+The one place that decides whether a process still runs (`is_alive`: pid AND start time,
+so a reused pid is never taken for the process it replaced), and the one polling loop
+with exponential backoff (`poll_until`).
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import os
+import queue
 import select
+import shutil
 import signal
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def start_time(pid: int) -> int | None:
@@ -29,11 +43,35 @@ def start_time(pid: int) -> int | None:
 
 
 def is_alive(pid: int, expected_start_time: int | None = None) -> bool:
-    """True if `pid` runs (and, when given, is the same process: same start time)."""
+    """True if `pid` runs (and, when given, is the same process: same start time).
+
+    Without a start time a live pid counts as alive, whoever runs it now: record
+    `identity(pid)` while the process is known to be the right one, and pass both."""
     now = start_time(pid)
     if now is None:
         return False
     return expected_start_time is None or now == expected_start_time
+
+
+def identity(pid: int | None = None) -> tuple[int, int | None]:
+    """(pid, start time) of `pid` (default: this process), for a later `is_alive(*ident)`."""
+    pid = os.getpid() if pid is None else pid
+    return pid, start_time(pid)
+
+
+def poll_until(
+    done: Callable[[], bool], timeout: float, first: float = 0.0005, cap: float = 0.05
+) -> bool:
+    """Call `done()` until it returns True or `timeout` seconds pass, sleeping `first`
+    seconds after the first miss and doubling up to `cap`; returns the last result."""
+    deadline = time.monotonic() + timeout
+    delay = first
+    while not done():
+        if time.monotonic() >= deadline:
+            return done()
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
+        delay = min(delay * 2, cap)
+    return True
 
 
 def cmdline(pid: int) -> list[str]:
@@ -73,14 +111,7 @@ def group_alive(pgid: int) -> bool:
 
 def wait_gone(pid: int, timeout: float, expected_start_time: int | None = None) -> bool:
     """Poll until `pid` is gone (not our child: cannot waitpid); True if it went."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while is_alive(pid, expected_start_time):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(delay)
-        delay = min(delay * 2, 0.05)
-    return True
+    return poll_until(lambda: not is_alive(pid, expected_start_time), timeout, first=0.001)
 
 
 def kill_group(pgid: int, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -108,3 +139,63 @@ def wait_child(proc: subprocess.Popen[bytes], timeout: float) -> bool:
     finally:
         os.close(pidfd)
     return proc.poll() is not None
+
+
+# -- children that die with their owner ---------------------------------------------------
+
+
+@functools.cache
+def _setpriv() -> str | None:
+    """util-linux's setpriv if it knows --pdeathsig (util-linux >= 2.33), else None."""
+    path = shutil.which("setpriv") or next(
+        (p for p in ("/usr/bin/setpriv", "/bin/setpriv") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        return None
+    try:
+        out = subprocess.run([path, "--help"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if "--pdeathsig" in out.stdout else None
+
+
+def pdeathsig_argv(sig: signal.Signals) -> list[str]:
+    """An argv prefix that makes the program receive `sig` when the thread that spawned it
+    dies (Linux's PR_SET_PDEATHSIG, set by setpriv, which then execs the program: the pid
+    stays the program's). [] when setpriv cannot (the program then outlives a killed
+    owner until `dbgym clean` or the next launch reaps it)."""
+    path = _setpriv()
+    return [path, "--pdeathsig", sig.name.removeprefix("SIG"), "--"] if path else []
+
+
+_spawn_queue: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+_spawn_queue = queue.SimpleQueue()
+_spawner_lock = threading.Lock()
+_spawner: threading.Thread | None = None
+
+
+def _spawn_loop() -> None:
+    while True:
+        fn, future = _spawn_queue.get()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+
+def in_lasting_thread(fn: Callable[[], T]) -> T:
+    """`fn()` run in a thread that lives as long as this process: the main thread (when
+    called from it), else one daemon thread kept for the purpose. A parent-death signal
+    fires when the spawning *thread* exits, so children meant to die with this process
+    must not be spawned by a worker thread that may end before it."""
+    if threading.current_thread() is threading.main_thread():
+        return fn()
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None or not _spawner.is_alive():
+            _spawner = threading.Thread(target=_spawn_loop, name="dbgym-spawner", daemon=True)
+            _spawner.start()
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+    _spawn_queue.put((fn, future))
+    return future.result()

@@ -5,11 +5,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from dbgym.dbms.backend import BACKENDS
 from dbgym.dbms.instance import PostgresInstance
 
 
 def smoke(backend: str = "local", echo: Callable[[str], None] = print) -> None:
-    """Launch, query, apply a knob, snapshot, write, restore, check, close; echo each step."""
+    """Launch, query, apply a knob, snapshot, write, restore, check, close; echo each step.
+
+    An unknown `backend` raises InvalidArgumentError naming the known ones, before
+    anything starts."""
+    BACKENDS.check(backend)
     t0 = time.perf_counter()
 
     def say(msg: str) -> None:

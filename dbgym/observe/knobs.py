@@ -25,7 +25,7 @@ import psycopg
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows
+from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows, parse_bool
 from dbgym.errors import ObservationError, ServerCrashedError
 from dbgym.types import SupportsConnect
 
@@ -47,7 +47,7 @@ class KnobScale:
     def normalize(self, setting: str) -> float:
         """`setting` as pg_settings.setting prints it (base unit), mapped to [0, 1]."""
         if self.vartype == "bool":
-            return 1.0 if setting.strip().lower() in ("on", "true", "1", "yes") else 0.0
+            return 1.0 if parse_bool(setting) else 0.0
         if self.vartype == "enum":
             lowered = [v.lower() for v in self.enumvals]
             try:

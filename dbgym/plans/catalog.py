@@ -15,6 +15,8 @@ from typing import Any
 import psycopg
 
 import dbgym._core as _core
+from dbgym.errors import InvalidArgumentError
+from dbgym.redact import safe_connect
 from dbgym.types import SupportsConnect
 
 _RELATIONS_SQL = """
@@ -77,8 +79,20 @@ class PlanCatalog:
             return cls.from_connection(conn)
 
     @classmethod
-    def from_connection(cls, conn: psycopg.Connection[Any]) -> PlanCatalog:
-        """Read the user relations, indexes and columns through an open connection."""
+    def from_connection(cls, conn: psycopg.Connection[Any] | str) -> PlanCatalog:
+        """Read the user relations, indexes and columns through an open connection, or
+        through a new one to a DSN (libpq URI or key=value string; closed afterwards).
+
+        Raises InvalidArgumentError for anything else (or a DSN libpq cannot parse) and
+        ConnectError when the DSN's server cannot be reached; never shows a password."""
+        if isinstance(conn, str):
+            with safe_connect(conn, "cannot connect to read a plan catalog") as owned:
+                return cls.from_connection(owned)
+        if not isinstance(conn, psycopg.Connection):
+            raise InvalidArgumentError(
+                "PlanCatalog.from_connection takes a psycopg connection or a DSN string, got "
+                f"{type(conn).__name__} (for a PostgresInstance, use from_instance)"
+            )
         with conn.cursor() as cur:
             relations = [str(r[0]) for r in cur.execute(_RELATIONS_SQL).fetchall()]
             indexes = [str(r[0]) for r in cur.execute(_INDEXES_SQL).fetchall()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import dbgym._core as _core
+from dbgym.errors import PlanFormatError
 from dbgym.plans.catalog import PlanCatalog
 
 Encoding = Literal["qppnet", "tcnn"]
@@ -167,8 +169,66 @@ class PlanBatch:
         )
 
 
+#: Deepest plan-node nesting featurize accepts: the Rust parser's limit (exported as
+#: `_core.MAX_PLAN_DEPTH` by extensions that have it; 400 is rust/featurize/parse.rs's value).
+MAX_PLAN_DEPTH: int = int(getattr(_core, "MAX_PLAN_DEPTH", 400))
+
+
+def _short_path(segments: list[str]) -> str:
+    """A JSON path with each run of more than 3 equal segments shown as its first two and
+    "...(xN)..." for the N others: `$[0].Plan.Plans[0].Plans[0]...(x397)...`."""
+    out: list[str] = []
+    i = 0
+    while i < len(segments):
+        j = i
+        while j < len(segments) and segments[j] == segments[i]:
+            j += 1
+        run = j - i
+        out.append(segments[i] * run if run <= 3 else f"{segments[i] * 2}...(x{run - 2})...")
+        i = j
+    return "".join(out)
+
+
+def _check_depth(index: int, plan: Any) -> None:
+    """PlanFormatError if decoded plan `index` nests plan nodes deeper than MAX_PLAN_DEPTH
+    (walked without recursion: the message says so first, then where, shortly)."""
+    roots = plan if isinstance(plan, list) else [plan]
+    todo: list[tuple[Any, list[str]]] = [
+        (item.get("Plan"), [f"$[{k}].Plan"])
+        for k, item in reversed(list(enumerate(roots)))
+        if isinstance(item, dict)
+    ]
+    while todo:
+        node, path = todo.pop()
+        if len(path) > MAX_PLAN_DEPTH:
+            raise PlanFormatError(
+                f"plan {index} nests deeper than {MAX_PLAN_DEPTH} levels at {_short_path(path)}",
+                plan_index=index,
+                path="".join(path),
+            )
+        children = node.get("Plans") if isinstance(node, dict) else None
+        if isinstance(children, list):
+            todo.extend(
+                (child, [*path, f".Plans[{k}]"]) for k, child in reversed(list(enumerate(children)))
+            )
+
+
 def _as_texts(plans: Iterable[Any]) -> list[PlanText]:
-    return [p if isinstance(p, (str, bytes)) else json.dumps(p) for p in plans]
+    out: list[PlanText] = []
+    for i, p in enumerate(plans):
+        if isinstance(p, (str, bytes)):
+            out.append(p)
+            continue
+        _check_depth(i, p)
+        try:
+            out.append(json.dumps(p))
+        except RecursionError:  # nested deeper than Python's recursion limit elsewhere
+            raise PlanFormatError(
+                f"plan {i} nests deeper than Python can serialize (recursion limit "
+                f"{sys.getrecursionlimit()}); pass it as JSON text",
+                plan_index=i,
+            ) from None
+    return out
 
 
 def featurize(

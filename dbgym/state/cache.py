@@ -6,9 +6,10 @@ as `PostgresInstance.launch(init_from=...)`) and `<root>/<key>/state.json` (what
 A data directory serves every server of its PostgreSQL major version (`find(..., major=)`),
 never one of another major version.
 
-Writes are atomic: an entry is built in `<root>/.<key>.tmp-<pid>-<rand>` and renamed into
-place, so readers never see a half-written entry; a temp dir left by a killed process is
-removed by the next writer (its pid is gone).
+Writes are atomic: an entry is built in `<root>/.<key>.tmp-<pid>-<start>-<rand>` and renamed
+into place, so readers never see a half-written entry; a temp dir left by a killed process is
+removed by the next writer (that pid with that start time no longer runs: a reused pid does
+not keep it).
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-_TMP = re.compile(r"^\..+\.tmp-(\d+)-[0-9a-f]+$")
+import dbgym.dbms.procs as procs
+
+_TMP = re.compile(r"^\..+\.tmp-(\d+)-(?:(\d+)-)?[0-9a-f]+$")
 
 
 def default_root() -> Path:
@@ -70,14 +73,9 @@ class Entry:
         return on_disk if on_disk == self.server_version_num // 10_000 else None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _tmp_name(key: str) -> str:
+    pid, started = procs.identity()
+    return f".{key}.tmp-{pid}-{started or 0}-{secrets.token_hex(4)}"
 
 
 class StateCache:
@@ -130,7 +128,7 @@ class StateCache:
         (an entry another process finished first wins), removed on any error or Ctrl-C."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.clean_stale()
-        tmp = self.root / f".{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        tmp = self.root / _tmp_name(key)
         tmp.mkdir(mode=0o700)
         try:
             yield tmp
@@ -162,7 +160,8 @@ class StateCache:
         if self.root.is_dir():
             for p in self.root.iterdir():
                 m = _TMP.match(p.name)
-                if m and not _pid_alive(int(m.group(1))):
+                started = int(m.group(2)) if m and m.group(2) and m.group(2) != "0" else None
+                if m and not procs.is_alive(int(m.group(1)), started):
                     shutil.rmtree(p, ignore_errors=True)
                     removed.append(p)
         return removed
@@ -172,7 +171,7 @@ class StateCache:
         path = self.root / key
         if not path.exists():
             return False
-        doomed = self.root / f".{key}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        doomed = self.root / _tmp_name(key)
         os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
         return True
