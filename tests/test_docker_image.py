@@ -26,7 +26,7 @@ from dbgym.dbms.image_build import (
     debian_mirror,
 )
 from dbgym.dbms.images import DEFAULT_IMAGE
-from tests.conftest import docker_unavailable_reason
+from tests.conftest import docker_unavailable_reason, wait_until
 
 # unique per test process: several test sessions may share one docker engine
 TEST_TAG = f"dbgym-test/postgres-build:pid{os.getpid()}"
@@ -147,12 +147,12 @@ def test_build_interrupted_by_ctrl_c_leaves_nothing(client: Any) -> None:
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     root = cache_dir() / "image-build" / f"root-{child.pid}"
-    deadline = time.monotonic() + 300
-    while not (root / "usr").exists():  # debootstrap is unpacking into the root
+
+    def mounted() -> bool:  # debootstrap configures packages in the root, /proc mounted
         assert child.poll() is None, "the build ended before it could be interrupted"
-        assert time.monotonic() < deadline, "the build never started installing"
-        time.sleep(0.2)
-    time.sleep(2)
+        return any(f"root-{child.pid}" in m for m in _mounts_under_cache())
+
+    wait_until(mounted, 300, "debootstrap to mount file systems in the root")
     child.send_signal(signal.SIGINT)
     child.communicate(timeout=120)
     assert child.returncode != 0

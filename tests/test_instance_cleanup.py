@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from dbgym.dbms import instance_registry, procs
 from dbgym.dbms.instance import default_workdir_base
+from tests.conftest import wait_until
 from tests.instance_checks import container_exists, leftovers, processes_using
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,16 +110,23 @@ def test_exit_without_close_leaves_nothing(backend: str) -> None:
     assert leftovers(fields) == []
 
 
+def initdb_running(base: Path) -> bool:
+    """An initdb process (local, or inside a container) works on a data directory under `base`."""
+    for entry in os.scandir("/proc"):
+        argv = procs.cmdline(int(entry.name)) if entry.name.isdigit() else []
+        if argv and Path(argv[0]).name == "initdb" and any(str(base) in a for a in argv):
+            return True
+    return False
+
+
 def test_ctrl_c_during_launch_leaves_nothing(backend: str) -> None:
     base = Path(tempfile.mkdtemp(prefix="dbgym-sigint-", dir=default_workdir_base()))
     base.chmod(0o711)
     try:
         child = spawn(backend, "sleep", env={"DBGYM_WORKDIR_BASE": str(base)})
-        # Interrupt while initdb/start-up runs (launch takes about a second here).
-        deadline = time.monotonic() + 30
-        while not any(base.iterdir()) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
+        # Interrupt while initdb runs (an event, not a delay): the launch is under way.
+        wait_until(lambda: initdb_running(base) or child.poll() is not None, 60, "initdb to start")
+        assert child.poll() is None, "the child ended before its launch could be interrupted"
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=60)
         assert "KeyboardInterrupt" in err and "launch" in err, err[-2000:]

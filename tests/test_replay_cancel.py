@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Iterator
 
@@ -13,6 +12,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
+from tests.conftest import Faults
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +70,19 @@ def test_cancel_stops_in_flight_statements_and_closes_connections(
     assert wait_for_backends(server, 0) == 0
 
 
-def test_ctrl_c_interrupts_replay_and_cleans_up(server: dbgym.PostgresInstance) -> None:
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
+def test_ctrl_c_interrupts_replay_and_cleans_up(
+    server: dbgym.PostgresInstance, faults: Faults
+) -> None:
+    # Ctrl-C once both sessions' statements run on the server (not after a fixed delay).
+    interrupt = faults.when(
+        lambda: replay_backends(server) == 2,
+        lambda: os.kill(os.getpid(), signal.SIGINT),
+        "both replay sessions to run",
+    )
     t0 = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
         dbgym.replay(target(server), sleeping_trace(2, 3), speed=None, progress=False)
+    interrupt.join()
     assert time.monotonic() - t0 < 6.0
     assert wait_for_backends(server, 0) == 0
 
