@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 import dbgym
-from tests.conftest import docker_unavailable_reason
+from dbgym.dbms.doctor import backend_report
 
 ROWS = 1_200_000  # ~160 MB table + ~26 MB index: a ~200 MB data directory
 ROUNDS = 5
@@ -118,9 +118,9 @@ def test_restore_local(benchmark: Any, local_instance: dbgym.PostgresInstance) -
 
 
 def test_restore_docker(benchmark: Any) -> None:
-    reason = docker_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    report = backend_report("docker")
+    if not report.usable:  # no engine or no image here (.ci/setup builds the image)
+        pytest.skip("; ".join(report.problems))
     local = LOCAL_MEDIANS.get("local")
     if local is None:  # run alone (-k docker): measure local here, same session
         with dbgym.PostgresInstance.launch(backend="local") as inst:
