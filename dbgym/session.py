@@ -25,7 +25,7 @@ raises an `InstanceError` (`restore`, `apply`, `recover`) or is reported in the 
 `recover()` brings the server back.
 
 ```python
-with DbSession.launch() as s:          # or DbSession(state.launch(...))
+with DbSession.launch() as s:          # or DbSession.launch(InstanceSpec(...), state=...)
     metrics = s.add_source(MetricsObserver(s))
     s.apply(knobs={"work_mem": "64MB"}, indexes=[IndexSpec("orders", ("o_custkey",))])
     result, status = s.measure(workload, timeout=60.0, statement_timeout=5.0)
@@ -56,6 +56,7 @@ from dbgym.dbms.instance import LifecycleEvent, PostgresInstance
 from dbgym.dbms.knobs import KnobChange
 from dbgym.dbms.knobs import validate as validate_knobs
 from dbgym.dbms.snapshot import RestoreStats
+from dbgym.dbms.spec import InstanceSpec
 from dbgym.errors import (
     ConnectError,
     DbgymError,
@@ -67,6 +68,8 @@ from dbgym.errors import (
     SnapshotError,
 )
 from dbgym.replayer.run import Identity, ReplayResult, replay
+from dbgym.state.database_state import DatabaseState
+from dbgym.state.spec import StateSpec
 from dbgym.types import SettingValue, TemplateSettings
 from dbgym.workload.workload import Workload
 
@@ -297,10 +300,23 @@ class DbSession:
             self._remove_listener = inst.add_listener(self._on_lifecycle)
 
     @classmethod
-    def launch(cls, *, pristine: str = "pristine", **launch_kwargs: Any) -> DbSession:
-        """A session on a new instance (`PostgresInstance.launch(**launch_kwargs)`),
-        which the session owns."""
-        inst = PostgresInstance.launch(**launch_kwargs)
+    def launch(
+        cls,
+        instance: InstanceSpec | None = None,
+        *,
+        state: StateSpec | None = None,
+        pristine: str = "pristine",
+        progress: bool | None = None,
+    ) -> DbSession:
+        """A session on a new server of `instance` (default: `InstanceSpec()`, a local
+        server), which the session owns. With `state`, the server starts holding that
+        database state (from the state cache after the first build); its pristine snapshot
+        is that state."""
+        spec = instance if instance is not None else InstanceSpec()
+        if state is None:
+            inst = spec.launch()
+        else:
+            inst = DatabaseState.from_spec(state).launch(spec, progress=progress)
         try:
             return cls(inst, pristine=pristine, own=True)
         except BaseException:

@@ -14,6 +14,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
+from dbgym.dbms.spec import InstanceSpec
 from dbgym.errors import (
     InstanceClosedError,
     InstanceError,
@@ -28,7 +29,7 @@ from dbgym.session import DbSession, IndexSpec, MeasureOutcome
 
 @pytest.fixture
 def session(backend: str) -> Iterator[DbSession]:
-    with DbSession.launch(backend=backend) as s:
+    with DbSession.launch(InstanceSpec(backend=backend)) as s:
         yield s
 
 
@@ -147,7 +148,7 @@ def test_observers_across_restart(session: DbSession) -> None:
 
 
 def test_apply_indexes(backend: str) -> None:
-    with DbSession.launch(backend=backend, pristine="base") as s:
+    with DbSession.launch(InstanceSpec(backend=backend), pristine="base") as s:
         s.connection().execute("CREATE TABLE orders (id int, customer int, note text)")
         s.connection().execute("CREATE INDEX orders_own ON orders (id)")  # not the session's
         by_customer = IndexSpec("orders", ("customer",))
@@ -267,7 +268,7 @@ def test_dsn_session(backend: str) -> None:
 
 
 def test_recover_falls_back_to_the_pristine_snapshot(backend: str) -> None:
-    with DbSession.launch(backend=backend) as s:
+    with DbSession.launch(InstanceSpec(backend=backend)) as s:
         inst = s.instance
         assert inst is not None
         s.connection().execute("CREATE TABLE later (x int)")
@@ -290,3 +291,22 @@ def test_recover_falls_back_to_the_pristine_snapshot(backend: str) -> None:
         assert "restore of snapshot 'pristine' and start (attempt 2)" in message
         assert "shared_buffers" in message  # the server's own words, from its log
     assert s.closed  # close did not raise on the server that could not start
+
+
+def test_launch_from_specs_holds_the_state_and_measures_its_workload() -> None:
+    """One benchmark entry gives a matching state and workload; a session launched from the
+    specs holds that state as its pristine snapshot, and measures the workload on it."""
+    state, workload = dbgym.benchmarks.get("tpch").specs(scale=0.01, seed=15721)
+    instance = InstanceSpec(knobs={"work_mem": "16MB"})
+    with DbSession.launch(instance, state=state, progress=False) as s:
+        assert s.pristine == "pristine"
+        conn = s.connection()
+        assert conn.execute("SELECT count(*) FROM region").fetchone() == (5,)
+        assert conn.execute("SHOW work_mem").fetchone() == ("16MB",)
+        w = dbgym.Workload.from_spec(workload.sampled(4, seed=1))
+        result, status = s.measure(w, speed=None, statement_timeout=60.0)
+        assert status.ok and result is not None
+        assert result.ok.all() and len(result.ok) == 4
+        conn.execute("DROP TABLE region CASCADE")
+        s.restore()
+        assert s.connection().execute("SELECT count(*) FROM region").fetchone() == (5,)

@@ -15,6 +15,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
+from dbgym.dbms.spec import InstanceSpec
 from dbgym.errors import InstanceError, ServerCrashedError
 from dbgym.observe import MetricsObserver
 from dbgym.session import DbSession, MeasureOutcome
@@ -26,7 +27,7 @@ SLEEP = "SELECT pg_sleep(0.02)"
 
 @pytest.fixture
 def session(backend: str) -> Iterator[DbSession]:
-    with DbSession.launch(backend=backend) as s:
+    with DbSession.launch(InstanceSpec(backend=backend)) as s:
         yield s
 
 
@@ -182,7 +183,7 @@ def test_postmaster_killed_in_its_container(faults: Faults) -> None:
     reason = docker_unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
-    with DbSession.launch(backend="docker") as session:
+    with DbSession.launch(InstanceSpec(backend="docker")) as session:
         inst = session.instance
         assert inst is not None
         container = inst.backend_impl.registry_fields()["container_id"]
