@@ -206,6 +206,28 @@ def initdb_options(datadir: Path, superuser: str, pwfile: Path) -> list[str]:
     ]
 
 
+def server_options(datadir: Path, port: int, socket_dir: Path, listen: str) -> list[str]:
+    """The postgres server's arguments after the program name, the same for every backend:
+    the data directory, the port, the TCP address(es) to listen on, a private unix-socket
+    directory, and the log on stderr (the backend sends it to workdir/server.log)."""
+    return [
+        "-D",
+        str(datadir),
+        "-c",
+        f"port={port}",
+        "-c",
+        f"listen_addresses={listen}",
+        "-c",
+        f"unix_socket_directories={socket_dir}",
+        "-c",
+        "unix_socket_permissions=0700",
+        "-c",
+        "logging_collector=off",
+        "-c",
+        "log_destination=stderr",
+    ]
+
+
 def _is_backend_class(obj: object) -> bool:
     return isinstance(obj, type) and issubclass(obj, Backend)
 

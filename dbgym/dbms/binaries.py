@@ -1,7 +1,9 @@
 """Finding PostgreSQL server binaries on the host (local backend, client tools).
 
-Order: an explicit path > $DBGYM_PG_BIN > `pg_config --bindir` of the pg_config on PATH >
-/usr/lib/postgresql/<version>/bin with the highest version.
+Order (`search_dirs`, the one place that knows it): an explicit path > $DBGYM_PG_BIN >
+`pg_config --bindir` of the pg_config on PATH > /usr/lib/postgresql/<version>/bin, highest
+version first. Server binaries (`find_binaries`) and client programs
+(`dbgym.dbms.client_tools.find_client`) are both looked up in it.
 """
 
 from __future__ import annotations
@@ -76,23 +78,35 @@ def _debian_bindirs() -> list[Path]:
     return [c / "bin" for c in sorted(found, key=lambda c: int(c.name), reverse=True)]
 
 
-def find_binaries(explicit: Path | str | None = None) -> PgBinaries:
-    """Locate server binaries; raises BackendUnavailableError listing what was tried."""
+def search_dirs(explicit: Path | str | None = None) -> list[tuple[Path, str]]:
+    """Directories PostgreSQL programs are looked for in, in order, each with how it was
+    found ("explicit", "DBGYM_PG_BIN", "pg_config", "debian")."""
+    dirs: list[tuple[Path, str]] = []
     if explicit is not None:
-        return _check_dir(Path(explicit), "explicit")
+        dirs.append((Path(explicit), "explicit"))
     env = os.environ.get("DBGYM_PG_BIN")
     if env:
-        return _check_dir(Path(env), "DBGYM_PG_BIN")
-    tried = ["DBGYM_PG_BIN (unset)"]
+        dirs.append((Path(env), "DBGYM_PG_BIN"))
     bindir = _pg_config_bindir()
     if bindir is not None:
+        dirs.append((bindir, "pg_config"))
+    dirs.extend((d, "debian") for d in _debian_bindirs())
+    return dirs
+
+
+def find_binaries(explicit: Path | str | None = None) -> PgBinaries:
+    """Locate server binaries; raises BackendUnavailableError listing what was tried. An
+    explicit directory or $DBGYM_PG_BIN is used as given (no fallback)."""
+    dirs = search_dirs(explicit)
+    if dirs and dirs[0][1] in ("explicit", "DBGYM_PG_BIN"):
+        return _check_dir(*dirs[0])
+    tried = ["DBGYM_PG_BIN (unset)"]
+    for bindir, source in dirs:
         if all((bindir / n).exists() for n in REQUIRED):
-            return _check_dir(bindir, "pg_config")
-        tried.append(f"pg_config on PATH -> {bindir} (no initdb/postgres there)")
-    else:
+            return _check_dir(bindir, source)
+        tried.append(f"{source} -> {bindir} (no initdb/postgres there)")
+    if not any(source == "pg_config" for _, source in dirs):
         tried.append("pg_config on PATH (not found)")
-    for candidate in _debian_bindirs():
-        return _check_dir(candidate, "debian")
     tried.append(f"{DEBIAN_ROOT}/*/bin (none)")
     raise BackendUnavailableError(
         "no PostgreSQL server binaries found; tried "

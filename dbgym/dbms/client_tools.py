@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -14,38 +12,22 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 import dbgym.redact as redact
-from dbgym.errors import InvalidArgumentError, WorkloadError
-
-
-def _version_key(path: Path) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", path.parent.name)) or (0,)
+from dbgym.dbms.binaries import search_dirs
+from dbgym.errors import BackendUnavailableError, InvalidArgumentError, WorkloadError
 
 
 def find_client(name: str, bin_dir: Path | str | None = None) -> Path:
-    """Path of client program `name`: from `bin_dir`, `DBGYM_PG_BIN`, `pg_config --bindir`,
-    the newest /usr/lib/postgresql/*/bin, or PATH, in that order."""
-    candidates: list[Path] = []
-    for d in (bin_dir, os.environ.get("DBGYM_PG_BIN")):
-        if d:
-            candidates.append(Path(d) / name)
-    pg_config = shutil.which("pg_config")
-    if pg_config:
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            out = subprocess.run(
-                [pg_config, "--bindir"], capture_output=True, text=True, timeout=10, check=True
-            )
-            candidates.append(Path(out.stdout.strip()) / name)
-    versioned = sorted(
-        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=_version_key, reverse=True
-    )
-    candidates.extend(versioned)
+    """Path of client program `name`: in the directories server binaries are looked for
+    (`bin_dir`, `DBGYM_PG_BIN`, `pg_config --bindir`, the newest /usr/lib/postgresql/*/bin;
+    see dbgym.dbms.binaries.search_dirs), else on PATH. BackendUnavailableError if none."""
+    candidates = [d / name for d, _ in search_dirs(bin_dir)]
     found = shutil.which(name)
     if found:
         candidates.append(Path(found))
     for c in candidates:
         if c.is_file() and os.access(c, os.X_OK):
             return c
-    raise WorkloadError(
+    raise BackendUnavailableError(
         f"PostgreSQL client program {name!r} not found (looked in: "
         + ", ".join(str(c) for c in candidates)
         + "); install postgresql-client or set DBGYM_PG_BIN"

@@ -46,6 +46,7 @@ from dbgym.dbms.backend import (
     DoctorReport,
     StopMode,
     initdb_options,
+    server_options,
 )
 from dbgym.dbms.docker_image import ImageInfo, image_info
 from dbgym.dbms.docker_owners import (
@@ -346,23 +347,7 @@ class DockerBackend(Backend):
         import docker.errors
 
         assert self._workdir is not None and self._run is not None
-        server = [
-            "postgres",
-            "-D",
-            str(datadir),
-            "-c",
-            f"port={port}",
-            "-c",
-            "listen_addresses=*",
-            "-c",
-            f"unix_socket_directories={self._run}",
-            "-c",
-            "unix_socket_permissions=0700",
-            "-c",
-            "logging_collector=off",
-            "-c",
-            "log_destination=stderr",
-        ]
+        server = ["postgres", *server_options(datadir, port, self._run, listen="*")]
         kwargs: dict[str, Any] = {}
         if self.cpus is not None:
             kwargs["nano_cpus"] = int(self.cpus * 1e9)

@@ -32,6 +32,7 @@ from dbgym.dbms.backend import (
     DoctorReport,
     StopMode,
     initdb_options,
+    server_options,
 )
 from dbgym.dbms.binaries import PgBinaries, find_binaries
 from dbgym.errors import BackendUnavailableError, InvalidArgumentError, PostgresStartError
@@ -211,20 +212,7 @@ class LocalBackend(Backend):
         cmd = [
             *procs.pdeathsig_argv(signal.SIGQUIT),  # dies with its owner (module docstring)
             str(self.binaries.tool("postgres")),
-            "-D",
-            str(datadir),
-            "-c",
-            f"port={port}",
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            f"unix_socket_directories={self._socket_dir}",
-            "-c",
-            "unix_socket_permissions=0700",
-            "-c",
-            "logging_collector=off",
-            "-c",
-            "log_destination=stderr",
+            *server_options(datadir, port, self._socket_dir, listen="127.0.0.1"),
         ]
         log_file = self._log_file
         self._proc = procs.in_lasting_thread(
