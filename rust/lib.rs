@@ -6,6 +6,7 @@
 //! - `replay`: tokio-postgres replay engine (issue: workloads)
 //! - `featurize`: EXPLAIN-plan featurization (issue: plan featurization)
 //! - `blocksync`: block-level file sync for snapshot restore (issue: foundation)
+//! - `dsn`: connection strings: parsing, password redaction, connection-error facts
 //! - `sqllex`: where SQL strings, dollar quotes and comments end (shared by trace and replay)
 //!
 //! The PyO3 surface is `python/` (compiled with the `python` feature only); it
@@ -14,6 +15,7 @@
 
 pub mod blocksync;
 pub mod calendar;
+pub mod dsn;
 pub mod featurize;
 pub mod replay;
 pub mod sqllex;

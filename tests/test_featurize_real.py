@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dbgym
-from dbgym.errors import PlanFormatError
+from dbgym.errors import InvalidArgumentError, PlanFormatError
 from dbgym.observe.plans import explain_one
 from dbgym.plans import PlanBatch, PlanCatalog, featurize, parse_plans_only
 from dbgym.plans.reference import featurize_reference
@@ -236,10 +236,14 @@ def test_malformed_real_plans_name_index_and_path(plans: tuple[CapturedPlan, ...
         PlanFormatError, match=r'^plan 0: \$\[0\]\.Plan\.Plans\[0\]: missing key "Node Type"'
     ):
         parse_plans_only([json.dumps(doc)])
-    with pytest.raises(TypeError, match="plan 2: expected str or bytes"):
+    with pytest.raises(PlanFormatError, match="plan 2: expected str or bytes") as err:
         featurize([texts[0], texts[1], 42])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="encoding must be"):
+    assert err.value.plan_index == 2
+    with pytest.raises(InvalidArgumentError, match="encoding must be"):
         featurize(texts[0], encoding="bao")  # type: ignore[arg-type]
+    # decoded JSON is accepted and gives the same features as its text
+    decoded = featurize([json.loads(texts[0]), texts[1]])
+    np.testing.assert_array_equal(decoded.features, featurize(texts[:2]).features)
 
 
 def test_catalog_from_a_real_database_round_trips(catalog: PlanCatalog, tmp_path: Any) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
-from dbgym.errors import InvalidArgumentError, WorkloadError
+from dbgym.errors import ConnectError, InvalidArgumentError
 
 Row = tuple[str, int, str, Sequence[str | None] | None]
 
@@ -288,21 +288,21 @@ def test_bad_input_is_a_clear_error(server: dbgym.PostgresInstance) -> None:
         dbgym.replay(server.dsn, trace, speed=0)
     with pytest.raises(InvalidArgumentError, match="concurrency"):
         dbgym.replay(server.dsn, trace, concurrency=0)
-    with pytest.raises(WorkloadError, match="invalid DSN"):
+    with pytest.raises(InvalidArgumentError, match="invalid DSN"):
         dbgym.replay("postgresql://[nope", trace, speed=None)
-    with pytest.raises(WorkloadError, match="cannot connect"):
+    with pytest.raises(ConnectError, match="cannot connect"):
         dbgym.replay("postgresql://postgres@127.0.0.1:1/postgres", trace, speed=None)
-    with pytest.raises(WorkloadError, match=r"template_settings\[5\]"):
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[5\]"):
         dbgym.replay(server.dsn, trace, template_settings={5: {"enable_hashjoin": "off"}})
-    with pytest.raises(WorkloadError, match=r"template_settings\[0\].*no_such_knob"):
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[0\].*no_such_knob"):
         dbgym.replay(server.dsn, trace, template_settings={0: {"no_such_knob": "1"}})
-    with pytest.raises(WorkloadError, match=r"template_settings\[0\].*enable_hashjoin"):
+    with pytest.raises(InvalidArgumentError, match=r"template_settings\[0\].*enable_hashjoin"):
         dbgym.replay(server.dsn, trace, template_settings={0: {"enable_hashjoin": "maybe"}})
     with pytest.raises(InvalidArgumentError, match="statement_timeout"):
         dbgym.replay(server.dsn, trace, statement_timeout=-1)
     with pytest.raises(InvalidArgumentError, match=r"DSN string or have a \.dsn"):
         dbgym.replay(5432, trace)  # type: ignore[arg-type]
-    with pytest.raises(WorkloadError, match="sql has 1"):
+    with pytest.raises(InvalidArgumentError, match="sql has 1"):
         _core.trace_from_statements(["a", "b"], [0], ["SELECT 1"])
 
 

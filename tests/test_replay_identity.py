@@ -16,7 +16,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 
 import dbgym
-from dbgym.errors import WorkloadError
+from dbgym.errors import InvalidArgumentError
 from dbgym.replayer.cli import replay_source
 from tests.trace_server import LoggingServer
 
@@ -115,7 +115,9 @@ def test_logged_identity_needs_a_connection_per_session(
     log: Path, target: dbgym.PostgresInstance
 ) -> None:
     w = dbgym.Workload.from_log(log)
-    with pytest.raises(WorkloadError, match=r"logged identity .* needs one connection per session"):
+    with pytest.raises(
+        InvalidArgumentError, match=r"logged identity .* needs one connection per session"
+    ):
         dbgym.replay(target, w, speed=None, concurrency=2, identity="logged")
-    with pytest.raises(WorkloadError, match=r"identity must be 'dsn' or 'logged'"):
+    with pytest.raises(InvalidArgumentError, match=r"identity must be 'dsn' or 'logged'"):
         dbgym.replay(target, w, speed=None, identity="nobody")  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 import dbgym
 from dbgym import _core, benchmarks
 from dbgym.benchmarks import pgbench, tpch
-from dbgym.errors import InvalidArgumentError, SpecError, WorkloadError
+from dbgym.errors import InvalidArgumentError, SpecError
 
 SPEC_SF_001 = {
     "region": 5,
@@ -47,15 +47,15 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
     assert whole == pieces, "unit ranges concatenate to the whole table"
 
 
-def test_bad_generator_input_raises_workload_errors() -> None:
-    with pytest.raises(WorkloadError, match="scale factor"):
+def test_bad_generator_input_raises_invalid_argument_errors() -> None:
+    with pytest.raises(InvalidArgumentError, match="scale factor"):
         _core.TpchGenerator(0.0, 1)
     gen = _core.TpchGenerator(0.01, 1)
-    with pytest.raises(WorkloadError, match='unknown TPC-H table "items"'):
+    with pytest.raises(InvalidArgumentError, match='unknown TPC-H table "items"'):
         gen.table("items")
-    with pytest.raises(WorkloadError, match="reversed"):
+    with pytest.raises(InvalidArgumentError, match="reversed"):
         gen.table("orders", 10, 5)
-    with pytest.raises(WorkloadError, match=r"1\.\.=22"):
+    with pytest.raises(InvalidArgumentError, match=r"1\.\.=22"):
         _core.tpch_query(23)
     with pytest.raises(SpecError, match="scale must be in") as info:
         tpch.trace(scale=1000)

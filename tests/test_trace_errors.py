@@ -93,8 +93,10 @@ def test_bad_arguments_and_missing_sources(tmp_path: Path) -> None:
 
 
 def test_wrong_format_forced_is_an_error_not_a_panic(tmp_path: Path) -> None:
-    with pytest.raises(TraceParseError, match="garbled jsonlog record"):
+    with pytest.raises(TraceParseError, match=r"not a jsonlog record.*looks like csvlog") as exc:
         Workload.from_log(DATA / "pg15.csv", format="jsonlog")
+    assert (exc.value.line, exc.value.offset) == (1, 0)
+    assert exc.value.path == str(DATA / "pg15.csv")
     with pytest.raises(TraceParseError, match="garbled csvlog record"):
         Workload.from_log(DATA / "pg15.json", format="csvlog")
     w = Workload.from_log(DATA / "pg15.json", format="csvlog", lenient=True)

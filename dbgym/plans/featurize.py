@@ -8,9 +8,7 @@ arrays it returns. Row order: plans in input order, each plan's nodes in pre-ord
 from __future__ import annotations
 
 import functools
-import json
-import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -18,7 +16,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 import dbgym._core as _core
-from dbgym.errors import PlanFormatError
 from dbgym.plans.catalog import PlanCatalog
 
 Encoding = Literal["qppnet", "tcnn"]
@@ -169,66 +166,9 @@ class PlanBatch:
         )
 
 
-#: Deepest plan-node nesting featurize accepts: the Rust parser's limit (exported as
-#: `_core.MAX_PLAN_DEPTH` by extensions that have it; 400 is rust/featurize/parse.rs's value).
-MAX_PLAN_DEPTH: int = int(getattr(_core, "MAX_PLAN_DEPTH", 400))
-
-
-def _short_path(segments: list[str]) -> str:
-    """A JSON path with each run of more than 3 equal segments shown as its first two and
-    "...(xN)..." for the N others: `$[0].Plan.Plans[0].Plans[0]...(x397)...`."""
-    out: list[str] = []
-    i = 0
-    while i < len(segments):
-        j = i
-        while j < len(segments) and segments[j] == segments[i]:
-            j += 1
-        run = j - i
-        out.append(segments[i] * run if run <= 3 else f"{segments[i] * 2}...(x{run - 2})...")
-        i = j
-    return "".join(out)
-
-
-def _check_depth(index: int, plan: Any) -> None:
-    """PlanFormatError if decoded plan `index` nests plan nodes deeper than MAX_PLAN_DEPTH
-    (walked without recursion: the message says so first, then where, shortly)."""
-    roots = plan if isinstance(plan, list) else [plan]
-    todo: list[tuple[Any, list[str]]] = [
-        (item.get("Plan"), [f"$[{k}].Plan"])
-        for k, item in reversed(list(enumerate(roots)))
-        if isinstance(item, dict)
-    ]
-    while todo:
-        node, path = todo.pop()
-        if len(path) > MAX_PLAN_DEPTH:
-            raise PlanFormatError(
-                f"plan {index} nests deeper than {MAX_PLAN_DEPTH} levels at {_short_path(path)}",
-                plan_index=index,
-                path="".join(path),
-            )
-        children = node.get("Plans") if isinstance(node, dict) else None
-        if isinstance(children, list):
-            todo.extend(
-                (child, [*path, f".Plans[{k}]"]) for k, child in reversed(list(enumerate(children)))
-            )
-
-
-def _as_texts(plans: Iterable[Any]) -> list[PlanText]:
-    out: list[PlanText] = []
-    for i, p in enumerate(plans):
-        if isinstance(p, (str, bytes)):
-            out.append(p)
-            continue
-        _check_depth(i, p)
-        try:
-            out.append(json.dumps(p))
-        except RecursionError:  # nested deeper than Python's recursion limit elsewhere
-            raise PlanFormatError(
-                f"plan {i} nests deeper than Python can serialize (recursion limit "
-                f"{sys.getrecursionlimit()}); pass it as JSON text",
-                plan_index=i,
-            ) from None
-    return out
+#: Deepest plan-node nesting featurize accepts (the Rust parser's limit); a deeper plan is a
+#: PlanFormatError naming the plan first, then where (the path shortened).
+MAX_PLAN_DEPTH: int = _core.MAX_PLAN_DEPTH
 
 
 def featurize(
@@ -246,12 +186,7 @@ def featurize(
     without one, every relation and index lands in the `<other>` column.
     """
     cat = (catalog or _EMPTY_CATALOG)._core
-    try:
-        raw = _core.featurize_plans(plans, cat, encoding)
-    except TypeError:
-        if isinstance(plans, (str, bytes)) or not any(isinstance(p, (list, dict)) for p in plans):
-            raise
-        raw = _core.featurize_plans(_as_texts(plans), cat, encoding)
+    raw = _core.featurize_plans(plans, cat, encoding)  # decoded JSON is serialized in Rust
     return PlanBatch(
         layout=_layout(cat, encoding),
         features=raw["features"],

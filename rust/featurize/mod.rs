@@ -21,16 +21,35 @@ use rayon::prelude::*;
 
 pub use catalog::PlanCatalog;
 pub use encode::{Encoding, Layout, PlanSlices, TARGET_NAMES};
-pub use parse::{parse_plan, ParsedPlan, PathError, RawNode, MAX_PLAN_DEPTH};
+pub use parse::{parse_plan, short_path, ParsedPlan, PathError, RawNode, MAX_PLAN_DEPTH};
 
-/// A malformed plan: its index in the batch, the JSON path, and what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("plan {plan}: {path}: {message}")]
+/// A malformed plan: its index in the batch, the JSON path, and what was wrong. The
+/// message shows the path shortened ([`short_path`]); `path` keeps it whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanFormatError {
     pub plan: usize,
     pub path: String,
     pub message: String,
+    /// Plan nodes nest deeper than [`MAX_PLAN_DEPTH`] at `path`.
+    pub too_deep: bool,
 }
+
+impl std::fmt::Display for PlanFormatError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (plan, path) = (self.plan, short_path(&self.path));
+        if self.too_deep {
+            // The cause first: the path of a 400-level plan is long even shortened.
+            write!(
+                f,
+                "plan {plan} nests deeper than {MAX_PLAN_DEPTH} levels at {path}"
+            )
+        } else {
+            write!(f, "plan {plan}: {path}: {}", self.message)
+        }
+    }
+}
+
+impl std::error::Error for PlanFormatError {}
 
 /// Featurized plans: `n` nodes over `p` plans, node rows in plan order, each plan's
 /// nodes in pre-order.
@@ -98,6 +117,7 @@ fn parse_indexed(i: usize, text: &[u8]) -> Result<ParsedPlan<'_>, PlanFormatErro
         plan: i,
         path: e.path,
         message: e.message,
+        too_deep: e.too_deep,
     })
 }
 

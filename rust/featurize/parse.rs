@@ -96,12 +96,66 @@ pub struct ParsedPlan<'a> {
 pub struct PathError {
     pub path: String,
     pub message: String,
+    /// Plan nodes nest deeper than [`MAX_PLAN_DEPTH`] at `path`.
+    pub too_deep: bool,
 }
 
 impl fmt::Display for PathError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.path, self.message)
+        write!(f, "{}: {}", short_path(&self.path), self.message)
     }
+}
+
+/// Message of a plan nested deeper than [`MAX_PLAN_DEPTH`].
+pub const TOO_DEEP: &str = "plan nodes nested deeper than 400 levels";
+const _: () = assert!(MAX_PLAN_DEPTH == 400, "update TOO_DEEP");
+
+/// A JSON path for messages: each run of more than 3 equal steps (a key with its index,
+/// e.g. `.Plans[0]`) is shown as its first two and `...(xN)...` for the N others, so a
+/// 400-level path reads `$[0].Plan.Plans[0].Plans[0]...(x398)...`.
+pub fn short_path(path: &str) -> String {
+    let mut steps: Vec<&str> = Vec::new();
+    let b = path.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'$'));
+    let mut start = i;
+    let mut in_quote = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if in_quote => i += 1,
+            b'"' => in_quote = !in_quote,
+            b'.' | b'[' if !in_quote && i > start => {
+                // An index stays with the key before it (`.Plans[0]` is one step).
+                let is_index = b[i] == b'[' && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+                if !(is_index && b[start] == b'.' && !path[start..i].contains('[')) {
+                    steps.push(&path[start..i]);
+                    start = i;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < b.len() {
+        steps.push(&path[start..]);
+    }
+    let mut out = String::from(&path[..usize::from(b.first() == Some(&b'$'))]);
+    let mut k = 0;
+    while k < steps.len() {
+        let mut j = k;
+        while j < steps.len() && steps[j] == steps[k] {
+            j += 1;
+        }
+        let run = j - k;
+        if run <= 3 {
+            for _ in 0..run {
+                out.push_str(steps[k]);
+            }
+        } else {
+            let _ = write!(out, "{0}{0}...(x{1})...", steps[k], run - 2);
+        }
+        k = j;
+    }
+    out
 }
 
 /// Parse one EXPLAIN (FORMAT JSON) text: a top-level array of statements
@@ -116,6 +170,7 @@ pub fn parse_plan(text: &[u8]) -> Result<ParsedPlan<'_>, PathError> {
             Ok(_) => Err(PathError {
                 path: "$".to_owned(),
                 message: format!("invalid UTF-8 at byte {}", bad.valid_up_to()),
+                too_deep: false,
             }),
         },
     }
@@ -137,7 +192,12 @@ fn run<'de, R: serde_json::de::Read<'de>>(
         Ok(()) => Ok(plan),
         Err(e) => Err(PathError {
             path: ctx.path(),
-            message: e.to_string(),
+            message: if ctx.too_deep {
+                TOO_DEEP.to_owned()
+            } else {
+                e.to_string()
+            },
+            too_deep: ctx.too_deep,
         }),
     }
 }
@@ -152,6 +212,8 @@ struct Ctx<'de> {
     /// Path segments pushed innermost-first while an error unwinds.
     path_rev: Vec<Seg<'de>>,
     depth: usize,
+    /// The error is a plan nested deeper than [`MAX_PLAN_DEPTH`].
+    too_deep: bool,
 }
 
 impl<'de> Ctx<'de> {
@@ -367,9 +429,8 @@ impl<'de> Visitor<'de> for NodeSeed<'_, 'de> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.ctx.depth += 1;
         if self.ctx.depth > MAX_PLAN_DEPTH {
-            return Err(de::Error::custom(format_args!(
-                "plan nodes nested deeper than {MAX_PLAN_DEPTH} levels"
-            )));
+            self.ctx.too_deep = true;
+            return Err(de::Error::custom(TOO_DEEP));
         }
         let me = self.nodes.len();
         let Ok(me_i32) = i32::try_from(me) else {

@@ -333,6 +333,24 @@ fn nested(depth: usize) -> String {
 }
 
 #[test]
+fn long_paths_are_shortened_in_messages() {
+    use crate::featurize::short_path;
+    assert_eq!(short_path("$"), "$");
+    assert_eq!(
+        short_path("$[0].Plan.Plans[1][\"Total Cost\"]"),
+        "$[0].Plan.Plans[1][\"Total Cost\"]"
+    );
+    assert_eq!(
+        short_path("$[0].Plan.Plans[0].Plans[0].Plans[0]"),
+        "$[0].Plan.Plans[0].Plans[0].Plans[0]"
+    );
+    assert_eq!(
+        short_path("$[0].Plan.Plans[0].Plans[0].Plans[0].Plans[0].Plans[1][\"a.b[0]\"]"),
+        "$[0].Plan.Plans[0].Plans[0]...(x2)....Plans[1][\"a.b[0]\"]"
+    );
+}
+
+#[test]
 fn deep_plans_parse_up_to_the_limit_and_fail_cleanly_beyond() {
     // Run on a thread with the 2 MiB stack rayon's workers have.
     std::thread::Builder::new()
@@ -346,7 +364,17 @@ fn deep_plans_parse_up_to_the_limit_and_fail_cleanly_beyond() {
             let too_deep = nested(MAX_PLAN_DEPTH + 1);
             let e = parse_plan(too_deep.as_bytes()).unwrap_err();
             assert!(e.message.contains("nested deeper"), "{e}");
-            assert!(e.path.ends_with(".Plans[0]"), "{e}");
+            assert!(e.too_deep, "{e}");
+            assert_eq!(
+                e.path,
+                format!("$[0].Plan{}", ".Plans[0]".repeat(MAX_PLAN_DEPTH))
+            );
+            let texts = [ok.as_bytes(), too_deep.as_bytes()];
+            let e = crate::featurize::parse_batch(&texts).err().unwrap();
+            assert_eq!(
+                e.to_string(),
+                "plan 1 nests deeper than 400 levels at $[0].Plan.Plans[0].Plans[0]...(x398)..."
+            );
         })
         .unwrap()
         .join()

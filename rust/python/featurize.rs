@@ -6,13 +6,14 @@ use std::sync::Arc;
 
 use numpy::ndarray::Array2;
 use numpy::IntoPyArray;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use std::borrow::Cow;
+
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::featurize::{self, Encoding, Layout, PlanCatalog, PlanFormatError, TARGET_NAMES};
+use crate::featurize::{self, Encoding, Layout, PlanCatalog, TARGET_NAMES};
 
-use super::errors::dbgym_error;
+use super::errors::{catalog_error, internal_plan_error, invalid, plan_error, plan_input_error};
 
 /// Relations, indexes and columns that fix the one-hot columns of the featurizer.
 #[pyclass(name = "PlanCatalog", module = "dbgym._core", frozen)]
@@ -24,15 +25,10 @@ pub struct PyPlanCatalog {
 impl PyPlanCatalog {
     #[new]
     #[pyo3(signature = (relations = Vec::new(), indexes = Vec::new(), columns = Vec::new()))]
-    fn new(
-        py: Python<'_>,
-        relations: Vec<String>,
-        indexes: Vec<String>,
-        columns: Vec<String>,
-    ) -> PyResult<Self> {
+    fn new(relations: Vec<String>, indexes: Vec<String>, columns: Vec<String>) -> PyResult<Self> {
         PlanCatalog::new(relations, indexes, columns)
             .map(|c| PyPlanCatalog { inner: Arc::new(c) })
-            .map_err(|e| dbgym_error(py, "PlanCatalogError", e))
+            .map_err(catalog_error)
     }
 
     #[getter]
@@ -55,10 +51,10 @@ impl PyPlanCatalog {
     }
 
     #[staticmethod]
-    fn from_json(py: Python<'_>, text: &str) -> PyResult<Self> {
+    fn from_json(text: &str) -> PyResult<Self> {
         PlanCatalog::from_json(text)
             .map(|c| PyPlanCatalog { inner: Arc::new(c) })
-            .map_err(|e| dbgym_error(py, "PlanCatalogError", e))
+            .map_err(catalog_error)
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
@@ -86,29 +82,26 @@ impl PyPlanCatalog {
     }
 }
 
-fn plan_error(py: Python<'_>, e: PlanFormatError) -> PyErr {
-    let message = e.to_string();
-    let made = py
-        .import("dbgym.errors")
-        .and_then(|m| m.getattr("PlanFormatError"))
-        .and_then(|cls| cls.call1((message.clone(), e.plan, e.path)));
-    match made {
-        Ok(instance) => PyErr::from_value(instance),
-        Err(_) => dbgym_error(py, "PlanFormatError", message),
-    }
-}
-
 fn parse_encoding(name: &str) -> PyResult<Encoding> {
     Encoding::parse(name).ok_or_else(|| {
-        PyValueError::new_err(format!(
+        invalid(format!(
             "encoding must be \"qppnet\" or \"tcnn\", got {name:?}"
         ))
     })
 }
 
-/// The Python objects holding the plan texts: one `str`/`bytes`, or a sequence of them.
+/// Is `o` one plan given as decoded JSON (a dict, or a list of them as EXPLAIN prints)?
+fn is_json_data(o: &Bound<'_, PyAny>) -> bool {
+    o.is_instance_of::<PyDict>() || o.is_instance_of::<PyList>() || o.is_instance_of::<PyTuple>()
+}
+
+/// The Python objects holding the plans: one `str`/`bytes`/`dict`, or a sequence of
+/// `str`/`bytes`/decoded JSON.
 fn plan_objects<'py>(plans: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    if plans.is_instance_of::<PyString>() || plans.is_instance_of::<PyBytes>() {
+    if plans.is_instance_of::<PyString>()
+        || plans.is_instance_of::<PyBytes>()
+        || plans.is_instance_of::<PyDict>()
+    {
         return Ok(vec![plans.clone()]);
     }
     if let Ok(list) = plans.cast::<PyList>() {
@@ -119,32 +112,151 @@ fn plan_objects<'py>(plans: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny
     }
     match plans.try_iter() {
         Ok(it) => it.collect(),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "plans must be a str, bytes or a sequence of them, got {}",
+        Err(_) => Err(invalid(format!(
+            "plans must be a str, bytes, or decoded JSON plan, or a sequence of them, got {}",
             plans.get_type().name()?
         ))),
     }
 }
 
-/// Borrow each object's UTF-8 buffer; the objects in `objs` keep them alive.
-fn plan_bytes<'a>(objs: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<&'a [u8]>> {
+/// Each plan's UTF-8 JSON text: borrowed from a `str`/`bytes` (the objects in `objs` keep
+/// them alive), or serialized from decoded JSON.
+fn plan_texts<'a>(objs: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Cow<'a, [u8]>>> {
     let mut out = Vec::with_capacity(objs.len());
     for (i, o) in objs.iter().enumerate() {
         if let Ok(s) = o.cast::<PyString>() {
-            let text = s.to_str().map_err(|e| {
-                PyValueError::new_err(format!("plan {i}: not valid UTF-8 text: {e}"))
-            })?;
-            out.push(text.as_bytes());
+            let text = s
+                .to_str()
+                .map_err(|e| plan_input_error(i, format!("not valid UTF-8 text: {e}")))?;
+            out.push(Cow::Borrowed(text.as_bytes()));
         } else if let Ok(b) = o.cast::<PyBytes>() {
-            out.push(b.as_bytes());
+            out.push(Cow::Borrowed(b.as_bytes()));
+        } else if is_json_data(o) {
+            let text = json_text(o).map_err(|m| plan_input_error(i, m))?;
+            out.push(Cow::Owned(text.into_bytes()));
         } else {
-            return Err(PyTypeError::new_err(format!(
-                "plan {i}: expected str or bytes (EXPLAIN (FORMAT JSON) text), got {}",
-                o.get_type().name()?
-            )));
+            return Err(plan_input_error(
+                i,
+                format!(
+                    "expected str or bytes (EXPLAIN (FORMAT JSON) text) or decoded JSON, got {}",
+                    o.get_type().name()?
+                ),
+            ));
         }
     }
     Ok(out)
+}
+
+/// A container being written by [`json_text`]: its items and the next one's index.
+enum Frame<'py> {
+    Seq(Vec<Bound<'py, PyAny>>, usize),
+    Map(Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>, usize),
+}
+
+/// JSON text of decoded JSON data (dict, list, tuple, str, int, float, bool, None), written
+/// without recursion: a plan nested thousands of levels deep is the featurizer's to refuse
+/// (with its JSON path), not a RecursionError here.
+fn json_text(root: &Bound<'_, PyAny>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut stack: Vec<Frame<'_>> = Vec::new();
+    let mut next = Some(root.clone());
+    loop {
+        if let Some(o) = next.take() {
+            if let Ok(d) = o.cast::<PyDict>() {
+                out.push('{');
+                stack.push(Frame::Map(d.iter().collect(), 0));
+            } else if let Ok(l) = o.cast::<PyList>() {
+                out.push('[');
+                stack.push(Frame::Seq(l.iter().collect(), 0));
+            } else if let Ok(t) = o.cast::<PyTuple>() {
+                out.push('[');
+                stack.push(Frame::Seq(t.iter().collect(), 0));
+            } else {
+                json_scalar(&o, &mut out)?;
+            }
+        }
+        let Some(top) = stack.last_mut() else {
+            return Ok(out);
+        };
+        match top {
+            Frame::Seq(items, k) => {
+                if *k == items.len() {
+                    out.push(']');
+                    stack.pop();
+                } else {
+                    if *k > 0 {
+                        out.push(',');
+                    }
+                    next = Some(items[*k].clone());
+                    *k += 1;
+                }
+            }
+            Frame::Map(items, k) => {
+                if *k == items.len() {
+                    out.push('}');
+                    stack.pop();
+                } else {
+                    if *k > 0 {
+                        out.push(',');
+                    }
+                    let (key, value) = &items[*k];
+                    let key = key.cast::<PyString>().map_err(|_| {
+                        format!(
+                            "a dict key is a {}, not a str (JSON object keys are strings)",
+                            key.get_type()
+                                .name()
+                                .map_or_else(|_| "?".into(), |n| n.to_string())
+                        )
+                    })?;
+                    json_string(key.to_str().map_err(|e| e.to_string())?, &mut out);
+                    out.push(':');
+                    next = Some(value.clone());
+                    *k += 1;
+                }
+            }
+        }
+    }
+}
+
+fn json_scalar(o: &Bound<'_, PyAny>, out: &mut String) -> Result<(), String> {
+    if o.is_none() {
+        out.push_str("null");
+    } else if let Ok(b) = o.cast::<PyBool>() {
+        out.push_str(if b.is_true() { "true" } else { "false" });
+    } else if o.is_instance_of::<PyInt>() {
+        out.push_str(&o.str().map_err(|e| e.to_string())?.to_string_lossy());
+    } else if let Ok(f) = o.cast::<PyFloat>() {
+        let v = f.value();
+        if !v.is_finite() {
+            return Err(format!("{v} is not a JSON number"));
+        }
+        out.push_str(&format!("{v:?}"));
+    } else if let Ok(s) = o.cast::<PyString>() {
+        json_string(s.to_str().map_err(|e| e.to_string())?, out);
+    } else {
+        let name = o
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".into(), |n| n.to_string());
+        return Err(format!("a {name} is not JSON data"));
+    }
+    Ok(())
+}
+
+fn json_string(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Featurize EXPLAIN (FORMAT JSON) texts into a dict of numpy arrays (see
@@ -158,17 +270,17 @@ fn featurize_plans<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     let encoding = parse_encoding(encoding)?;
     let objs = plan_objects(plans)?;
-    let texts = plan_bytes(&objs)?;
+    let texts = plan_texts(&objs)?;
     let cat = Arc::clone(&catalog.inner);
     let batch = py
         .detach(|| featurize::featurize(&texts, &cat, encoding))
-        .map_err(|e| plan_error(py, e))?;
+        .map_err(plan_error)?;
 
     let n = batch.n_nodes();
     let out = PyDict::new(py);
     out.set_item("encoding", encoding.name())?;
-    let features = Array2::from_shape_vec((n, batch.width), batch.features)
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let features =
+        Array2::from_shape_vec((n, batch.width), batch.features).map_err(internal_plan_error)?;
     out.set_item("features", features.into_pyarray(py))?;
     out.set_item("node_type", batch.node_type.into_pyarray(py))?;
     out.set_item("parent", batch.parent.into_pyarray(py))?;
@@ -185,7 +297,7 @@ fn featurize_plans<'py>(
         out.set_item("targets", py.None())?;
     } else {
         let targets = Array2::from_shape_vec((n, TARGET_NAMES.len()), batch.targets)
-            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+            .map_err(internal_plan_error)?;
         out.set_item("targets", targets.into_pyarray(py))?;
     }
     out.set_item("planning_time", batch.planning_time.into_pyarray(py))?;
@@ -198,9 +310,9 @@ fn featurize_plans<'py>(
 #[pyfunction]
 fn parse_plans_only(py: Python<'_>, plans: &Bound<'_, PyAny>) -> PyResult<usize> {
     let objs = plan_objects(plans)?;
-    let texts = plan_bytes(&objs)?;
+    let texts = plan_texts(&objs)?;
     py.detach(|| featurize::parse_only(&texts))
-        .map_err(|e| plan_error(py, e))
+        .map_err(plan_error)
 }
 
 /// Column names, per-node-type column mask, node-type names and target names of an
@@ -214,7 +326,7 @@ fn feature_layout<'py>(
     let layout = Layout::new(parse_encoding(encoding)?, &catalog.inner);
     let out = PyDict::new(py);
     let mask = Array2::from_shape_vec((Layout::n_node_types(), layout.width()), layout.type_mask())
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        .map_err(internal_plan_error)?;
     out.set_item("type_mask", mask.into_pyarray(py))?;
     out.set_item("feature_names", layout.names)?;
     out.set_item("node_type_names", Layout::node_type_names())?;
@@ -224,6 +336,7 @@ fn feature_layout<'py>(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MAX_PLAN_DEPTH", featurize::MAX_PLAN_DEPTH)?;
     m.add_class::<PyPlanCatalog>()?;
     m.add_function(wrap_pyfunction!(featurize_plans, m)?)?;
     m.add_function(wrap_pyfunction!(parse_plans_only, m)?)?;

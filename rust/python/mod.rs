@@ -12,6 +12,7 @@ mod trace;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    errors::check_classes(m.py())?;
     m.add("__version__", crate::VERSION)?;
     trace::register(m)?;
     replay::register(m)?;

@@ -11,14 +11,10 @@ use numpy::{PyArray1, PyFixedString};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::errors::dbgym_error;
+use super::errors::{invalid, replay_error};
 use super::trace::PyTrace;
 use crate::replay::{self, Identity, ReplayError, ReplayHandle, ReplayOptions};
 use crate::trace::{Session, Statement, Template, Trace};
-
-fn workload_error(py: Python<'_>, e: ReplayError) -> PyErr {
-    dbgym_error(py, "WorkloadError", e.to_string())
-}
 
 /// A replay running on its own thread (the GIL is not held while it runs).
 #[pyclass(name = "ReplayHandle", module = "dbgym._core", frozen)]
@@ -53,11 +49,9 @@ impl PyReplayHandle {
         let timeout = match timeout {
             Some(t) if t.is_finite() && t >= 0.0 => Some(Duration::from_secs_f64(t)),
             Some(t) => {
-                return Err(dbgym_error(
-                    py,
-                    "WorkloadError",
-                    format!("wait timeout must be a non-negative number of seconds, got {t}"),
-                ))
+                return Err(invalid(format!(
+                    "wait timeout must be a non-negative number of seconds, got {t}"
+                )))
             }
             None => None,
         };
@@ -74,7 +68,7 @@ impl PyReplayHandle {
             let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             h.take_result()
         });
-        let r = r.map_err(|e| workload_error(py, e))?;
+        let r = r.map_err(replay_error)?;
         let d = PyDict::new(py);
         d.set_item("template_id", PyArray1::from_vec(py, r.template_id))?;
         d.set_item("session", PyArray1::from_vec(py, r.session))?;
@@ -97,7 +91,6 @@ impl PyReplayHandle {
                     template_settings=None, threads=None, identity="dsn"))]
 #[allow(clippy::too_many_arguments)]
 fn replay_start(
-    py: Python<'_>,
     trace: &PyTrace,
     dsn: &str,
     speed: Option<f64>,
@@ -111,12 +104,9 @@ fn replay_start(
         "dsn" => Identity::Dsn,
         "logged" => Identity::Logged,
         other => {
-            return Err(workload_error(
-                py,
-                ReplayError::InvalidOption(format!(
-                    "identity must be 'dsn' or 'logged', got {other:?}"
-                )),
-            ))
+            return Err(replay_error(ReplayError::InvalidOption(format!(
+                "identity must be 'dsn' or 'logged', got {other:?}"
+            ))))
         }
     };
     let template_settings = template_settings
@@ -136,8 +126,7 @@ fn replay_start(
         threads,
         identity,
     };
-    let handle =
-        replay::start(trace.inner.clone(), dsn, opts).map_err(|e| workload_error(py, e))?;
+    let handle = replay::start(trace.inner.clone(), dsn, opts).map_err(replay_error)?;
     Ok(PyReplayHandle {
         done: handle.done_counter(),
         total: handle.total(),
@@ -153,7 +142,6 @@ fn replay_start(
 #[pyfunction]
 #[pyo3(signature = (session_ids, timestamps_us, sql, params=None, template_ids=None))]
 fn trace_from_statements(
-    py: Python<'_>,
     session_ids: Vec<String>,
     timestamps_us: Vec<i64>,
     sql: Vec<String>,
@@ -162,11 +150,9 @@ fn trace_from_statements(
 ) -> PyResult<PyTrace> {
     let n = sql.len();
     let bad = |what: &str, len: usize| {
-        dbgym_error(
-            py,
-            "WorkloadError",
-            format!("trace_from_statements: {what} has {len} entries but sql has {n}"),
-        )
+        invalid(format!(
+            "trace_from_statements: {what} has {len} entries but sql has {n}"
+        ))
     };
     if session_ids.len() != n {
         return Err(bad("session_ids", session_ids.len()));
@@ -185,11 +171,9 @@ fn trace_from_statements(
         }
         if let Some(max) = t.iter().max() {
             if *max as usize > n {
-                return Err(dbgym_error(
-                    py,
-                    "WorkloadError",
-                    format!("trace_from_statements: template id {max} is larger than the statement count {n}"),
-                ));
+                return Err(invalid(format!(
+                    "trace_from_statements: template id {max} is larger than the statement count {n}"
+                )));
             }
         }
     }

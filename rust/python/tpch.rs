@@ -9,21 +9,17 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::errors::dbgym_error;
+use super::errors::{invalid, tpch_error};
 use super::trace::PyTrace;
 use crate::tpch::load::{self, LoadOptions, Progress};
 use crate::tpch::{pgbench, queries, Generator, Table, TpchError};
 
-fn workload_error(py: Python<'_>, e: TpchError) -> PyErr {
-    dbgym_error(py, "WorkloadError", e.to_string())
-}
-
-fn tables_of(py: Python<'_>, names: Option<Vec<String>>) -> PyResult<Vec<Table>> {
+fn tables_of(names: Option<Vec<String>>) -> PyResult<Vec<Table>> {
     match names {
         None => Ok(Table::ALL.to_vec()),
         Some(names) => names
             .iter()
-            .map(|n| Table::from_name(n).map_err(|e| workload_error(py, e)))
+            .map(|n| Table::from_name(n).map_err(tpch_error))
             .collect(),
     }
 }
@@ -40,7 +36,7 @@ impl PyTpchGenerator {
     fn new(py: Python<'_>, scale: f64, seed: u64) -> PyResult<Self> {
         let gen = py
             .detach(|| Generator::new(scale, seed))
-            .map_err(|e| workload_error(py, e))?;
+            .map_err(tpch_error)?;
         Ok(PyTpchGenerator {
             inner: Arc::new(gen),
         })
@@ -77,15 +73,13 @@ impl PyTpchGenerator {
         start: Option<u64>,
         end: Option<u64>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let t = Table::from_name(table).map_err(|e| workload_error(py, e))?;
+        let t = Table::from_name(table).map_err(tpch_error)?;
         let units = self.inner.units(t);
         let (start, end) = (start.unwrap_or(0), end.unwrap_or(units).min(units));
         if start > end {
-            return Err(dbgym_error(
-                py,
-                "WorkloadError",
-                format!("unit range [{start}, {end}) of {table} is empty or reversed"),
-            ));
+            return Err(invalid(format!(
+                "unit range [{start}, {end}) of {table} is empty or reversed"
+            )));
         }
         let gen = self.inner.clone();
         let data = py.detach(move || {
@@ -116,7 +110,7 @@ impl PyTpchGenerator {
         schema: Option<String>,
         progress: Option<Py<PyAny>>,
     ) -> PyResult<HashMap<String, u64>> {
-        let tables = tables_of(py, tables)?;
+        let tables = tables_of(tables)?;
         let opts = LoadOptions {
             workers,
             chunk_bytes: chunk_bytes.max(4096),
@@ -176,7 +170,7 @@ impl PyTpchGenerator {
         match outcome {
             Ok(result) => {
                 let _ = worker.join();
-                result.map_err(|e| workload_error(py, e))?;
+                result.map_err(tpch_error)?;
                 if let Some(cb) = &progress {
                     cb.call1(py, (snapshot()?,))?;
                 }
@@ -201,20 +195,14 @@ impl PyTpchGenerator {
 /// Query `number` (1..=22) with qgen-style parameters drawn for `(seed, stream)`.
 #[pyfunction]
 #[pyo3(signature = (number, scale=1.0, seed=0, stream=0))]
-fn tpch_query(
-    py: Python<'_>,
-    number: usize,
-    scale: f64,
-    seed: u64,
-    stream: u64,
-) -> PyResult<String> {
-    queries::query(number, scale, seed, stream).map_err(|e| workload_error(py, e))
+fn tpch_query(number: usize, scale: f64, seed: u64, stream: u64) -> PyResult<String> {
+    queries::query(number, scale, seed, stream).map_err(tpch_error)
 }
 
 /// The template of query `number` (1..=22), parameters written `[NAME]`.
 #[pyfunction]
-fn tpch_template(py: Python<'_>, number: usize) -> PyResult<&'static str> {
-    queries::template(number).map_err(|e| workload_error(py, e))
+fn tpch_template(number: usize) -> PyResult<&'static str> {
+    queries::template(number).map_err(tpch_error)
 }
 
 /// A TPC-H workload trace: one session per stream, template id = query number - 1.
@@ -231,7 +219,7 @@ fn tpch_trace(
     let queries = queries.unwrap_or_else(|| (1..=22).collect());
     let trace = py
         .detach(|| queries::trace(scale, seed, streams, &queries, shuffle))
-        .map_err(|e| workload_error(py, e))?;
+        .map_err(tpch_error)?;
     Ok(PyTrace {
         inner: Arc::new(trace),
     })
@@ -251,16 +239,14 @@ fn pgbench_trace(
     rate: Option<f64>,
     seed: u64,
 ) -> PyResult<PyTrace> {
-    let script = pgbench::Script::from_name(script).map_err(|e| workload_error(py, e))?;
+    let script = pgbench::Script::from_name(script).map_err(tpch_error)?;
     let extended = match protocol {
         "simple" => false,
         "extended" => true,
         other => {
-            return Err(dbgym_error(
-                py,
-                "WorkloadError",
-                format!("pgbench protocol must be \"simple\" or \"extended\", got {other:?}"),
-            ))
+            return Err(invalid(format!(
+                "pgbench protocol must be \"simple\" or \"extended\", got {other:?}"
+            )))
         }
     };
     let opts = pgbench::Options {
@@ -272,9 +258,7 @@ fn pgbench_trace(
         rate,
         seed,
     };
-    let trace = py
-        .detach(|| pgbench::trace(&opts))
-        .map_err(|e| workload_error(py, e))?;
+    let trace = py.detach(|| pgbench::trace(&opts)).map_err(tpch_error)?;
     Ok(PyTrace {
         inner: Arc::new(trace),
     })

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use numpy::PyArray1;
-use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 
-use super::errors::dbgym_error;
+use super::errors::{invalid, trace_error};
 use crate::trace::reader::{parse_log as parse_log_file, Format, LogOptions, ParseStats};
 use crate::trace::{parse_sql as parse_sql_path, templatize as templatize_sql, Trace, TraceError};
 
@@ -16,10 +16,6 @@ use crate::trace::{parse_sql as parse_sql_path, templatize as templatize_sql, Tr
 #[pyclass(name = "Trace", module = "dbgym._core", frozen)]
 pub struct PyTrace {
     pub inner: Arc<Trace>,
-}
-
-fn trace_error(py: Python<'_>, e: TraceError) -> PyErr {
-    dbgym_error(py, "TraceParseError", e.to_string())
 }
 
 impl PyTrace {
@@ -210,7 +206,7 @@ fn parse_log(
     let format = match format {
         None => None,
         Some(name) => Some(Format::from_name(name).ok_or_else(|| {
-            PyValueError::new_err(format!(
+            invalid(format!(
                 "unknown log format {name:?}: use 'stderr', 'csvlog' or 'jsonlog'"
             ))
         })?),
@@ -249,9 +245,9 @@ fn parse_log(
             stats.into(),
         )),
         Err(TraceError::Cancelled) => {
-            Err(callback_error.unwrap_or_else(|| trace_error(py, TraceError::Cancelled)))
+            Err(callback_error.unwrap_or_else(|| trace_error(TraceError::Cancelled)))
         }
-        Err(e) => Err(trace_error(py, e)),
+        Err(e) => Err(trace_error(e)),
     }
 }
 
@@ -260,7 +256,7 @@ fn parse_log(
 fn parse_sql(py: Python<'_>, path: PathBuf) -> PyResult<PyTrace> {
     match py.detach(|| parse_sql_path(&path)) {
         Ok(t) => Ok(PyTrace { inner: Arc::new(t) }),
-        Err(e) => Err(trace_error(py, e)),
+        Err(e) => Err(trace_error(e)),
     }
 }
 

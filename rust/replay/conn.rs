@@ -108,16 +108,16 @@ impl Drop for Registered {
     }
 }
 
-/// Connects; `Err` holds the SQLSTATE to record (the server's, or 08001) and a message.
+/// Connects; `Err` holds the SQLSTATE to record (the server's, or 08001) and the error.
 pub async fn connect(
     cfg: &Config,
     statement_timeout_ms: Option<u64>,
     registry: &Arc<Registry>,
-) -> Result<Conn, (Code, String)> {
+) -> Result<Conn, (Code, tokio_postgres::Error)> {
     let (client, connection) = cfg
         .connect(NoTls)
         .await
-        .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
+        .map_err(|e| (code_of(&e, CANNOT_CONNECT), e))?;
     let (id, flight) = registry.register(client.cancel_token());
     let mut conn = Conn {
         client,
@@ -134,7 +134,7 @@ pub async fn connect(
     if let Some(ms) = statement_timeout_ms {
         conn.batch(&format!("SET statement_timeout = {ms}"))
             .await
-            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e.to_string()))?;
+            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e))?;
     }
     Ok(conn)
 }

@@ -22,6 +22,7 @@ use super::shards::Shards;
 use super::timer::{HrTimer, HrTimerHandle};
 use super::txn::{txn_effect, TxnEffect};
 use super::{ReplayError, ReplayResult};
+use crate::dsn::ConnectFailure;
 use crate::trace::Trace;
 
 /// Sessions whose first statement is due within this time of the start are connected
@@ -95,7 +96,7 @@ impl Ctx {
     }
 
     /// Connects for `session` (its logged login with `Identity::Logged`).
-    async fn connect(&self, session: u32) -> Result<Conn, (Code, String)> {
+    async fn connect(&self, session: u32) -> Result<Conn, (Code, tokio_postgres::Error)> {
         let cfg = session_config(&self.cfg, self.identity, &self.trace, session);
         connect(&cfg, self.statement_timeout_ms, &self.registry).await
     }
@@ -300,7 +301,7 @@ async fn probe(
 ) -> Result<(), ReplayError> {
     let mut conn = connect(cfg, opts.statement_timeout_ms, registry)
         .await
-        .map_err(|(_, msg)| ReplayError::Connect(msg))?;
+        .map_err(|(_, e)| ReplayError::Connect(Box::new(ConnectFailure::new(cfg, &e))))?;
     let mut ids: Vec<_> = opts.template_settings.keys().copied().collect();
     ids.sort();
     let table = opts.settings_table(n_templates);
@@ -311,9 +312,11 @@ async fn probe(
         let r = conn.batch(&format!("BEGIN; {}", s.set_local)).await;
         let _ = conn.batch("ROLLBACK").await;
         if let Err(e) = r {
-            let msg = e
-                .as_db_error()
-                .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+            let Some(db) = e.as_db_error() else {
+                // Not the server refusing the setting: the connection failed.
+                return Err(ReplayError::Connect(Box::new(ConnectFailure::new(cfg, &e))));
+            };
+            let msg = db.message();
             return Err(ReplayError::InvalidOption(format!(
                 "template_settings[{id}]: the server refused {:?}: {msg}",
                 s.set_local

@@ -33,6 +33,7 @@ pub use conn::{Code, OK};
 pub use options::{Identity, ReplayOptions};
 pub use txn::{txn_effect, TxnEffect};
 
+use crate::dsn::ConnectFailure;
 use crate::trace::Trace;
 use cancel::Cancel;
 
@@ -40,10 +41,11 @@ use cancel::Cancel;
 pub enum ReplayError {
     #[error("invalid replay option: {0}")]
     InvalidOption(String),
-    #[error("invalid DSN: {0}")]
+    /// The DSN does not parse; the message names it with its password masked.
+    #[error("{0}")]
     InvalidDsn(String),
-    #[error("cannot connect to the replay target: {0}")]
-    Connect(String),
+    #[error("cannot connect to the replay target {0}")]
+    Connect(Box<ConnectFailure>),
     #[error("invalid trace: {0}")]
     InvalidTrace(String),
     #[error("replay failed: {0}")]
@@ -200,9 +202,7 @@ pub fn start(
 ) -> Result<ReplayHandle, ReplayError> {
     opts.validate(trace.templates.len())?;
     check_trace(&trace)?;
-    let cfg: tokio_postgres::Config = dsn
-        .parse()
-        .map_err(|e| ReplayError::InvalidDsn(format!("{dsn:?}: {e}")))?;
+    let cfg = crate::dsn::parse(dsn).map_err(ReplayError::InvalidDsn)?;
     let threads = opts
         .threads
         .unwrap_or_else(|| default_threads(opts.concurrency, trace.sessions.len()));

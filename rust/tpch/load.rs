@@ -7,7 +7,6 @@
 //! generation overlaps the network and the server's parsing, and memory stays bounded.
 
 use std::collections::VecDeque;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -18,6 +17,7 @@ use tokio_postgres::{Config, NoTls};
 
 use super::tables::{Generator, Table};
 use super::TpchError;
+use crate::dsn::ConnectFailure;
 
 /// Rows and bytes sent so far, per table; read by the caller while the load runs.
 #[derive(Debug, Default)]
@@ -69,11 +69,16 @@ enum Msg {
 
 /// Parses a libpq URI or key=value DSN for tokio-postgres; a missing user is the OS user.
 pub fn config(dsn: &str) -> Result<Config, TpchError> {
-    let mut cfg = Config::from_str(dsn).map_err(|e| TpchError::Connect(e.to_string()))?;
+    let mut cfg = crate::dsn::parse(dsn).map_err(TpchError::InvalidDsn)?;
     if cfg.get_user().is_none() {
         let user = std::env::var("PGUSER")
             .or_else(|_| std::env::var("USER"))
-            .map_err(|_| TpchError::Connect(format!("no user in {dsn:?} and $USER unset")))?;
+            .map_err(|_| {
+                TpchError::InvalidDsn(format!(
+                    "no user in {:?} and $USER unset",
+                    crate::dsn::redact_dsn(dsn)
+                ))
+            })?;
         cfg.user(&user);
     }
     Ok(cfg)
@@ -169,12 +174,15 @@ fn consume(
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| TpchError::Connect(e.to_string()))?;
+        .map_err(|e| TpchError::Load {
+            table: "-".to_string(),
+            message: format!("cannot start the loader's runtime: {e}"),
+        })?;
     rt.block_on(async {
         let (client, conn) = cfg
             .connect(NoTls)
             .await
-            .map_err(|e| TpchError::Connect(e.to_string()))?;
+            .map_err(|e| TpchError::Connect(Box::new(ConnectFailure::new(cfg, &e))))?;
         let conn_task = tokio::spawn(conn);
         let result = async {
             let mut current: Option<(Table, std::pin::Pin<Box<_>>)> = None;

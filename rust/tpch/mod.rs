@@ -33,8 +33,11 @@ pub enum TpchError {
     Pgbench(String),
     #[error("loading TPC-H table {table}: {message}")]
     Load { table: String, message: String },
-    #[error("cannot connect for loading ({0})")]
-    Connect(String),
+    /// The DSN does not parse (the message masks its password).
+    #[error("{0}")]
+    InvalidDsn(String),
+    #[error("cannot connect for loading {0}")]
+    Connect(Box<crate::dsn::ConnectFailure>),
     #[error("loading was cancelled")]
     Cancelled,
 }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::builder::LogRecord;
 use super::format::{LogFormat, Step};
+use super::reader::{detect_format, Format};
 use super::timestamp::parse_datetime;
 
 pub struct JsonLog;
@@ -34,6 +35,17 @@ fn cow_str<'a>(c: Option<Cow<'a, str>>) -> Cow<'a, str> {
     c.unwrap_or(Cow::Borrowed(""))
 }
 
+/// Why a line that does not start with `{` is not a jsonlog record, with a guess at what
+/// the file is instead.
+fn not_a_record(line: &[u8]) -> String {
+    let guess = match detect_format(line) {
+        Format::Csv => "it looks like csvlog: read it with format='csvlog', or leave the format unset to detect it",
+        Format::Stderr => "it looks like a stderr log: read it with format='stderr', or leave the format unset to detect it",
+        Format::Json => "it does not start with '{'",
+    };
+    format!("not a jsonlog record (one JSON object per line); {guess}")
+}
+
 impl LogFormat for JsonLog {
     fn next<'a>(&self, buf: &'a [u8], pos: usize, base: u64, eof: bool) -> Step<'a> {
         let (end, next) = match memchr::memchr(b'\n', &buf[pos..]) {
@@ -42,8 +54,11 @@ impl LogFormat for JsonLog {
             None => return Step::Incomplete,
         };
         let line = &buf[pos..end];
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let Some(first) = line.iter().position(|c| !c.is_ascii_whitespace()) else {
             return Step::Record(None, next);
+        };
+        if line[first] != b'{' {
+            return Step::Error(pos + first, not_a_record(line));
         }
         let rec: Rec<'a> = match serde_json::from_slice(line) {
             Ok(r) => r,

@@ -354,6 +354,31 @@ fn malformed_input_errors_name_file_line_and_offset() {
         &opts(1),
     );
     assert!(e.contains("j.json:2: byte offset"), "{e}");
+    // A csvlog (or stderr log) read as jsonlog: what was expected, not serde's words.
+    let json = LogOptions {
+        format: Some(Format::Json),
+        ..opts(1)
+    };
+    let e = parse_err(
+        &std::fs::read(testdata("pg15.csv")).unwrap(),
+        "c.csv",
+        &json,
+    );
+    assert!(
+        e.contains("c.csv:1: byte offset 0: not a jsonlog record (one JSON object per line); it looks like csvlog"),
+        "{e}"
+    );
+    assert!(!e.contains("struct"), "{e}");
+    let e = parse_err(
+        &std::fs::read(testdata("pg15.log")).unwrap(),
+        "s.log",
+        &json,
+    );
+    assert!(
+        e.contains("s.log:1: byte offset 0: not a jsonlog record"),
+        "{e}"
+    );
+    assert!(e.contains("stderr log"), "{e}");
     // Missing file, directory.
     let missing = parse(Path::new("/nonexistent/dbgym/x.csv"), &opts(1)).unwrap_err();
     assert!(matches!(missing, TraceError::NotFound { .. }));
