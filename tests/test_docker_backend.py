@@ -20,6 +20,7 @@ import subprocess
 import sys
 import sysconfig
 import tarfile
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -277,9 +278,45 @@ with dbgym.PostgresInstance.launch(backend="docker") as inst:
 """
 
 
+def _readable_tree(src: Path, dst: Path) -> None:
+    """`src` at `dst`, where every user can read it: hard links to files others may read
+    already (a copy across file systems, or of a file only its owner may read), and
+    directories of mode 0755. The original's directories are left as they are, so a
+    checkout (and its venv) under a directory other users cannot enter works too."""
+
+    def link(s: str, d: str) -> None:
+        try:
+            if os.stat(s).st_mode & 0o004:
+                os.link(s, d)
+                return
+        except OSError:
+            pass
+        shutil.copy2(s, d)
+        os.chmod(d, os.stat(d).st_mode | 0o444)
+
+    shutil.copytree(src, dst, symlinks=True, copy_function=link)
+    for d, _, _ in os.walk(dst):
+        os.chmod(d, 0o755)
+
+
+def _runs_as(user: int, group: int, argv: list[str]) -> bool:
+    """Whether `argv` runs (and exits 0) as `user`; False if that user may not even exec it."""
+    try:
+        run = subprocess.run(
+            argv, user=user, group=group, cwd="/", capture_output=True, timeout=60, check=False
+        )
+    except PermissionError:
+        return False
+    return run.returncode == 0
+
+
 def test_non_root_caller_in_docker_group(client: Any) -> None:
     """A non-root user with docker access: the container runs as that uid (with a
-    generated /etc/passwd), so the host files stay the caller's and snapshots work."""
+    generated /etc/passwd), so the host files stay the caller's and snapshots work.
+
+    The child reads dbgym and its dependencies from a world-readable tree of hard links
+    (not from the checkout or the venv, which may sit under a directory only root can
+    enter, e.g. one made by `mktemp -d`)."""
     import grp
 
     import docker.errors
@@ -290,33 +327,46 @@ def test_non_root_caller_in_docker_group(client: Any) -> None:
         docker_gid = grp.getgrnam("docker").gr_gid
     except KeyError:
         pytest.skip("no docker group to give the non-root user")
-    # the venv's interpreter may live under /root (mode 0700): use the system one if it
-    # is the same Python version (the installed packages must match it)
-    system_python = shutil.which("python3", path="/usr/bin:/bin")
-    if system_python is None:
-        pytest.skip("no system python3 for the non-root child")
-    version = subprocess.run(
-        [system_python, "-c", "import sys; print(sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
-    if version != str(sys.version_info[:2]):
-        pytest.skip(f"system python3 is {version}, not {sys.version_info[:2]}")
-    paths = sysconfig.get_paths()
-    site = f"{paths['purelib']}:{paths['platlib']}"
-    out = subprocess.run(
-        [system_python, "-c", NON_ROOT_CHILD],
-        user=65534,
-        group=65534,
-        extra_groups=[docker_gid],
-        env={"HOME": "/tmp", "PATH": "/usr/bin:/bin", "PYTHONPATH": f"{site}:{ROOT}"},
-        cwd="/tmp",
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    nobody = 65534
+    # the interpreter: the venv's own base interpreter if the child may run it (it may
+    # live under /root, mode 0700), else the system one of the same Python version (the
+    # installed packages must match it)
+    candidates = [os.path.realpath(sys.executable), shutil.which("python3", path="/usr/bin:/bin")]
+    want = f"import sys; assert sys.version_info[:2] == {tuple(sys.version_info[:2])}"
+    python = next((c for c in candidates if c and _runs_as(nobody, nobody, [c, "-c", want])), None)
+    if python is None:
+        pytest.skip(
+            f"no Python {sys.version_info[0]}.{sys.version_info[1]} the non-root child may "
+            f"run (tried {', '.join(str(c) for c in candidates)})"
+        )
+    shared = Path(tempfile.mkdtemp(prefix="dbgym-nonroot-"))
+    try:
+        shared.chmod(0o755)
+        _readable_tree(ROOT / "dbgym", shared / "src" / "dbgym")
+        paths = sysconfig.get_paths()
+        site_dirs = dict.fromkeys([paths["purelib"], paths["platlib"]])
+        for i, site in enumerate(site_dirs):
+            _readable_tree(Path(site), shared / f"site{i}")
+        pythonpath = [shared / "src", *(shared / f"site{i}" for i in range(len(site_dirs)))]
+        out = subprocess.run(
+            [python, "-c", NON_ROOT_CHILD],
+            user=nobody,
+            group=nobody,
+            extra_groups=[docker_gid],
+            env={
+                "HOME": "/tmp",
+                "PATH": "/usr/bin:/bin",
+                "PYTHONPATH": ":".join(map(str, pythonpath)),
+                "PYTHONDONTWRITEBYTECODE": "1",
+            },
+            cwd="/tmp",
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
     assert out.returncode == 0, out.stderr[-3000:]
     container_id, workdir = out.stdout.split()
     with pytest.raises(docker.errors.NotFound):
