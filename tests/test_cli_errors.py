@@ -19,7 +19,7 @@ import pytest
 import dbgym
 from dbgym import _core
 from dbgym.cli import error_line
-from dbgym.errors import DbgymError, exit_code
+from dbgym.errors import ConnectError, DbgymError, exit_code
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,8 +110,9 @@ def test_an_unreachable_server_exits_with_the_code_of_its_error(sql_file: Path) 
     dsn = "postgresql://dbgym:s3cret-pw@127.0.0.1:1/postgres"
     with pytest.raises(DbgymError) as raised:
         dbgym.replay(dsn, _core.trace_from_statements(["a"], [0], ["SELECT 1"]), speed=None)
+    assert isinstance(raised.value, ConnectError)  # an instance error: exit code 3
     out = run("workload", "replay", str(sql_file), "--dsn", dsn, "--fast")
-    assert out.returncode == exit_code(raised.value), out.stderr
+    assert out.returncode == exit_code(raised.value) == 3, out.stderr
     assert out.stderr.strip() == error_line(raised.value)
     assert "s3cret-pw" not in out.stderr + out.stdout
 

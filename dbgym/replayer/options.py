@@ -2,7 +2,7 @@
 
 ```python
 opts = ReplayOptions(speed=None, concurrency=8, statement_timeout=30.0)
-result = dbgym.replay(workload, inst, **opts.replay_kwargs())
+result = dbgym.replay(inst, workload, **opts.replay_kwargs())
 ReplayOptions.from_json(opts.to_json()) == opts
 ```
 
