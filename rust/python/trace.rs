@@ -7,10 +7,13 @@ use std::sync::Arc;
 use numpy::PyArray1;
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use super::errors::{invalid, trace_error};
 use crate::trace::reader::{parse_log as parse_log_file, Format, LogOptions, ParseStats};
-use crate::trace::{parse_sql as parse_sql_path, templatize as templatize_sql, Trace, TraceError};
+use crate::trace::{
+    codec, parse_sql as parse_sql_path, templatize as templatize_sql, Trace, TraceError,
+};
 
 /// An immutable workload trace held by Rust. Python code wraps it in `dbgym.Workload`.
 #[pyclass(name = "Trace", module = "dbgym._core", frozen)]
@@ -33,6 +36,34 @@ impl PyTrace {
 
 #[pymethods]
 impl PyTrace {
+    /// The trace in a compact binary form (columns and text arenas; see
+    /// rust/trace/codec.rs), read back by `Trace.from_bytes` without parsing anything.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let inner = self.inner.clone();
+        let bytes = py.detach(move || codec::encode(&inner)).map_err(invalid)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// The trace `data` (from `Trace.to_bytes`) holds; InvalidArgumentError if it holds none.
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<PyTrace> {
+        let trace = py
+            .detach(|| codec::decode(data))
+            .map_err(|e| invalid(e.to_string()))?;
+        Ok(PyTrace {
+            inner: Arc::new(trace),
+        })
+    }
+
+    /// Pickles as its `to_bytes` form: a worker process gets the trace without re-parsing
+    /// the log it came from.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let from_bytes = slf.get_type().getattr("from_bytes")?;
+        Ok((from_bytes, (slf.get().to_bytes(slf.py())?,)))
+    }
+
     fn __len__(&self) -> usize {
         self.inner.statements.len()
     }

@@ -10,8 +10,10 @@
 //! - `templatize`: the single-pass templatizer
 //! - `sql`: `.sql` files and directories; `sample`: subsets
 //! - `error`: `TraceError` (file, line, byte offset)
+//! - `codec`: the compact binary form (pickling)
 
 mod builder;
+pub mod codec;
 mod csvlog;
 pub mod error;
 mod format;
