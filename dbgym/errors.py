@@ -161,6 +161,17 @@ class ObservationError(DbgymError):
     than a padded plan space holds, a knob without a numeric range, a stats view missing)."""
 
 
+# --- SQLSTATEs that say what happened to a connection ----------------------------------
+
+#: SQLSTATE prefixes of a connection lost because the server went away: class 08
+#: (connection exception: broken, or could not be made) and the server ending sessions
+#: (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now).
+CONNECTION_LOST_SQLSTATES: tuple[str, ...] = ("08", "57P01", "57P02", "57P03")
+#: SQLSTATE prefixes of a login the server refused: class 28 (invalid authorization:
+#: password, pg_hba) and 3D000 (no such database).
+LOGIN_REFUSED_SQLSTATES: tuple[str, ...] = ("28", "3D000")
+
+
 # --- the CLI's one exit-code table -----------------------------------------------------
 
 #: Exit codes of the `dbgym` command, most specific class first (see `exit_code`).

@@ -58,6 +58,7 @@ from dbgym.dbms.knobs import validate as validate_knobs
 from dbgym.dbms.snapshot import RestoreStats
 from dbgym.dbms.spec import InstanceSpec
 from dbgym.errors import (
+    CONNECTION_LOST_SQLSTATES,
     ConnectError,
     DbgymError,
     InstanceClosedError,
@@ -70,12 +71,12 @@ from dbgym.errors import (
 from dbgym.replayer.run import Identity, ReplayResult, replay
 from dbgym.state.database_state import DatabaseState
 from dbgym.state.spec import StateSpec
-from dbgym.types import SettingValue, TemplateSettings
+from dbgym.types import SettingValue, TemplateSettings, check_seconds
 from dbgym.workload.workload import Workload
 
 #: SQLSTATEs meaning the connection (not the statement) is gone: class 08, and the
 #: server ending sessions (admin shutdown, crash of another process, still starting).
-_CONNECTION_LOST = ("08", "57P01", "57P02", "57P03")
+_CONNECTION_LOST = CONNECTION_LOST_SQLSTATES
 
 #: What `recover()` did: nothing but (re)connect (the server ran and answered, perhaps
 #: after recovering from a crashed backend by itself); restart it; bring it back from
@@ -234,14 +235,7 @@ def _validated_template_settings(
 
 
 def _positive_seconds(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and value > 0)
-    ):
-        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    check_seconds(name, value)
 
 
 class DbSession:

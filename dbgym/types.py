@@ -96,3 +96,21 @@ def template_settings_text(
             raise InvalidArgumentError(f"{name}: key {tid!r} is not a template id")
         out[tid] = {str(k): setting_text(v, f"{name}[{tid}][{k!r}]") for k, v in kv.items()}
     return out
+
+
+def check_seconds(name: str, value: Seconds | None) -> Seconds | None:
+    """`value` as float seconds: None (no limit), or a positive finite number (not a
+    bool); an InvalidArgumentError naming `name` otherwise."""
+    import math
+
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and value > 0)
+    ):
+        from dbgym.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)

@@ -35,6 +35,7 @@ from dbgym.types import (
     SupportsConnect,
     Target,
     TemplateSettings,
+    check_seconds,
     setting_text,
     target_dsn,
     template_settings_text,
@@ -118,11 +119,10 @@ def _seconds(timeout: Seconds, timeout_ms: int | None, where: str) -> Seconds:
     if timeout_ms is not None:
         _deprecated("timeout_ms", "timeout (float seconds)", where, stacklevel=4)
         timeout = timeout_ms / 1000.0
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-        raise InvalidArgumentError(
-            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
-        )
-    return float(timeout)
+    seconds = check_seconds(f"{where}: timeout", timeout)
+    if seconds is None:
+        raise InvalidArgumentError(f"{where}: timeout must be a positive number of seconds")
+    return seconds
 
 
 def explain_options(*, analyze: bool, buffers: bool, verbose: bool, settings: bool) -> str:

@@ -21,11 +21,16 @@ import numpy.typing as npt
 
 import dbgym._core as _core
 import dbgym.redact as redact
-from dbgym.errors import InvalidArgumentError
+from dbgym.errors import (
+    CONNECTION_LOST_SQLSTATES,
+    LOGIN_REFUSED_SQLSTATES,
+    InvalidArgumentError,
+)
 from dbgym.types import (
     SettingValue,
     Target,
     TemplateSettings,
+    check_seconds,
     target_dsn,
     template_settings_text,
 )
@@ -43,27 +48,27 @@ __all__ = [
 
 Identity = Literal["dsn", "logged"]
 
-#: SQLSTATEs of a statement that failed because the server went away: the connection
-#: broke or could not be made (class 08, but 08P01, the client's own refusal of a
-#: statement), or the server was shutting down or starting (57P01..57P03).
-CONNECTION_LOST_STATES = frozenset({b"57P01", b"57P02", b"57P03"})
-#: SQLSTATEs of a statement whose session's login the server refused: class 28 (bad
-#: password, no pg_hba entry) and 3D000 (no such database).
-LOGIN_REFUSED_STATES = frozenset({b"3D000"})
+#: The replay engine records 08P01 (protocol violation) for a statement the client
+#: library refused (rust/replay/conn.rs CLIENT_ERROR): the connection was not lost.
+_CLIENT_REFUSED = b"08P01"
+
+
+def _starts_with(codes: npt.NDArray[np.bytes_], prefixes: tuple[str, ...]) -> npt.NDArray[np.bool_]:
+    hit = np.zeros(codes.shape, dtype=bool)
+    for prefix in prefixes:
+        hit |= np.char.startswith(codes, prefix.encode("ascii"))
+    return hit
 
 
 def _connection_lost(codes: npt.NDArray[np.bytes_]) -> npt.NDArray[np.bool_]:
-    lost: npt.NDArray[np.bool_] = (np.char.startswith(codes, b"08") & (codes != b"08P01")) | (
-        np.isin(codes, list(CONNECTION_LOST_STATES))
+    lost: npt.NDArray[np.bool_] = _starts_with(codes, CONNECTION_LOST_SQLSTATES) & (
+        codes != _CLIENT_REFUSED
     )
     return lost
 
 
 def _login_refused(codes: npt.NDArray[np.bytes_]) -> npt.NDArray[np.bool_]:
-    refused: npt.NDArray[np.bool_] = np.char.startswith(codes, b"28") | np.isin(
-        codes, list(LOGIN_REFUSED_STATES)
-    )
-    return refused
+    return _starts_with(codes, LOGIN_REFUSED_SQLSTATES)
 
 
 @dataclass(frozen=True)
@@ -283,13 +288,8 @@ def _is_workload(value: object) -> bool:
 
 
 def _timeout_ms(statement_timeout: float | None) -> int | None:
-    if statement_timeout is None:
-        return None
-    if not (math.isfinite(statement_timeout) and statement_timeout > 0):
-        raise InvalidArgumentError(
-            f"statement_timeout must be a positive number of seconds, got {statement_timeout}"
-        )
-    return max(1, round(statement_timeout * 1000))
+    seconds = check_seconds("statement_timeout", statement_timeout)
+    return None if seconds is None else max(1, round(seconds * 1000))
 
 
 def _step(deadline: float | None) -> float:
@@ -393,8 +393,7 @@ def replay(
         raise InvalidArgumentError(f"speed must be a positive number or None, got {speed}")
     if concurrency is not None and concurrency < 1:
         raise InvalidArgumentError(f"concurrency must be at least 1 or None, got {concurrency}")
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise InvalidArgumentError(f"timeout must be a positive number of seconds, got {timeout}")
+    check_seconds("timeout", timeout)
     handle = _core.replay_start(
         trace,
         dsn,
