@@ -72,9 +72,9 @@ def test_readme_example_runs(
 def assert_per_template_percentiles(summary: dbgym.ReplaySummary, text: str) -> None:
     """The README says the summary shows per-template p50..p99: it does, for its top
     templates, with the summary's own figures."""
-    ranked = sorted(summary.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
+    ranked = summary.top(summary.top_templates)
     assert ranked, "a README replay that succeeded in nothing"
-    for tid, st in ranked[: summary.top_templates]:
+    for tid, st in ranked:
         line = next((x for x in text.splitlines() if x.strip().startswith(f"template {tid}:")), "")
         for name, value in (("p50", st.p50_ms), ("p95", st.p95_ms), ("p99", st.p99_ms)):
             assert f"{name} {value:.3f}" in line, (tid, line)

@@ -93,8 +93,8 @@ def render(trace: _core.Trace, result: ReplayResult, top: int = 10) -> ReplaySum
     console.print(s.text(top=0), markup=False, highlight=False)
     texts = {tid: text for tid, text, _ in trace.templates()}
     table = Table("template", "ok", "p50 ms", "p95 ms", "p99 ms", "max ms", "text")
-    ranked = sorted(s.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
-    for tid, st in ranked[:top]:
+    ranked = s.top(top)
+    for tid, st in ranked:
         text = texts.get(tid, "")
         table.add_row(
             str(tid),

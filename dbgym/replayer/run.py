@@ -137,10 +137,15 @@ class ReplaySummary:
         """The server refused the login of some sessions (password, pg_hba, database)."""
         return self.login_refused > 0
 
+    def top(self, n: int) -> list[tuple[int, LatencyStats]]:
+        """(template id, latency) of the `n` templates with the most successful
+        statements (ties: the lower id first)."""
+        ranked = sorted(self.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
+        return ranked[: max(n, 0)]
+
     def text(self, top: int | None = None) -> str:
         """The summary as lines of text; `top` templates (default `top_templates`) with
         their p50/p95/p99, most frequent first."""
-        top = self.top_templates if top is None else top
         lines = [
             f"{self.statements} statements in {self.elapsed_s:.3f} s: {self.succeeded} "
             f"succeeded ({self.throughput:.1f}/s), {self.errors} failed"
@@ -172,10 +177,10 @@ class ReplaySummary:
             )
         if self.statements and not self.succeeded:
             lines.append("no statement succeeded")
-        ranked = sorted(self.latency_by_template.items(), key=lambda kv: (-kv[1].count, kv[0]))
-        if top > 0 and ranked:
-            lines.append(f"top {min(top, len(ranked))} templates (latency ms):")
-            for tid, st in ranked[:top]:
+        ranked = self.top(self.top_templates if top is None else top)
+        if ranked:
+            lines.append(f"top {len(ranked)} templates (latency ms):")
+            for tid, st in ranked:
                 lines.append(
                     f"  template {tid}: {st.count} ok  p50 {st.p50_ms:.3f}  "
                     f"p95 {st.p95_ms:.3f}  p99 {st.p99_ms:.3f}"
