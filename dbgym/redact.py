@@ -17,6 +17,7 @@ with guard(dsn):                                # any exception leaving the bloc
 def load(target, ...): ...
 safe_connect(dsn, "cannot connect to X")        # psycopg.connect whose errors name host,
                                                 #   port, user, database, never the password
+connect_target(dsn_or_instance, "cannot ...")   # the same for a DSN, or target.connect()
 ```
 
 libpq's own parse errors quote the string they choke on (`invalid percent-encoded token:
@@ -40,6 +41,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from dbgym.errors import ConnectError, InvalidArgumentError
+from dbgym.types import SupportsConnect
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -296,3 +298,14 @@ def safe_connect(dsn: str, what: str = "cannot connect", **kwargs: Any) -> psyco
     except psycopg.OperationalError as exc:
         scrub_exception(exc, *secrets)
         raise connect_error(dsn, exc, what, **kwargs) from exc
+
+
+def connect_target(
+    target: SupportsConnect | str, what: str = "cannot connect", **kwargs: Any
+) -> psycopg.Connection[Any]:
+    """A new connection to `target`: a DSN through `safe_connect`, else
+    `target.connect(**kwargs)` (PostgresInstance and DbSession name the server without
+    the password themselves)."""
+    if isinstance(target, str):
+        return safe_connect(target, what, **kwargs)
+    return target.connect(**kwargs)

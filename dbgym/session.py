@@ -51,6 +51,7 @@ import psycopg
 
 import dbgym._core as _core
 import dbgym.dbms.indexes as indexes_ddl
+import dbgym.redact as redact
 from dbgym.dbms.indexes import IndexSpec as IndexSpec  # (also dbgym.session.IndexSpec)
 from dbgym.dbms.instance import LifecycleEvent, PostgresInstance
 from dbgym.dbms.knobs import KnobChange
@@ -59,7 +60,6 @@ from dbgym.dbms.snapshot import RestoreStats
 from dbgym.dbms.spec import InstanceSpec
 from dbgym.errors import (
     CONNECTION_LOST_SQLSTATES,
-    ConnectError,
     DbgymError,
     InstanceClosedError,
     InstanceError,
@@ -266,6 +266,14 @@ class DbSession:
         elif isinstance(target, str):
             if not target.strip():
                 raise InvalidArgumentError("DbSession: the DSN is empty")
+            with redact.guard(target):  # libpq's parse errors quote the string
+                try:
+                    psycopg.conninfo.conninfo_to_dict(target)
+                except psycopg.ProgrammingError as exc:
+                    raise InvalidArgumentError(
+                        f"DbSession: invalid connection string {redact.redact_dsn(target)!r}: "
+                        + _first_line(exc)
+                    ) from exc
             self._dsn = target
         else:
             raise InvalidArgumentError(
@@ -348,12 +356,14 @@ class DbSession:
 
     # -- connections --------------------------------------------------------------------
     def connect(self, **kwargs: Any) -> psycopg.Connection[Any]:
-        """A new psycopg connection to the server (closing it is the caller's job)."""
+        """A new psycopg connection to the server (closing it is the caller's job).
+        ConnectError (an InstanceError naming host, port, user and database, never the
+        password) when it fails; ServerCrashedError when the session's instance is down."""
         self._check_open()
         kwargs.setdefault("connect_timeout", max(1, round(self._connect_timeout)))
         if self._instance is not None:
             return self._instance.connect(**kwargs)
-        return psycopg.connect(self._dsn, **kwargs)
+        return redact.safe_connect(self._dsn, "cannot connect to the session's server", **kwargs)
 
     def connection(self) -> psycopg.Connection[Any]:
         """The session's admin connection (autocommit), reconnected when the epoch moved
@@ -389,21 +399,7 @@ class DbSession:
             host = inst.backend_impl.admin_host()  # unix socket: no proxy hop
             if host is not None:
                 kwargs["host"] = host
-        try:
-            return self.connect(**kwargs)
-        except psycopg.OperationalError as exc:
-            info = {**psycopg.conninfo.conninfo_to_dict(self.dsn), **kwargs}
-            host, port = info.get("host"), info.get("port")
-            user, database = info.get("user"), info.get("dbname")
-            raise ConnectError(
-                f"cannot connect to the server ({user}@{host}:{port}/{database}): "
-                f"{_first_line(exc)}",
-                host=str(host) if host else None,
-                port=int(port) if isinstance(port, str | int) and str(port).isdigit() else None,
-                user=str(user) if user else None,
-                database=str(database) if database else None,
-                sqlstate=exc.sqlstate,
-            ) from None
+        return self.connect(**kwargs)  # (ConnectError: names the server, not the password)
 
     def _close_conn(self) -> None:
         conn, self._conn = self._conn, None

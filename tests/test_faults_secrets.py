@@ -1,9 +1,11 @@
 """No error, log or progress line carries a password (dbgym/redact.py).
 
 A set of calls that fail (a load into a DSN with a wrong port, malformed URIs, a restore
-into a dead server, a replay to a bad DSN, ...) is run with a distinctive password; every
-error message, its __cause__/__context__ chain (args, notes, attributes) and everything
-written to stdout/stderr (progress bars and child programs included) is searched for it.
+into a dead server, a replay to a bad DSN, observers and sessions on a bad DSN, ...) is
+run with a distinctive password; every error message, its __cause__/__context__ chain
+(args, notes, attributes) and everything written to stdout/stderr (progress bars and
+child programs included) is searched for it. A session's `measure` reports instead of
+raising: its status (text and error) is searched the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 import dbgym
 from dbgym import redact
 from dbgym.benchmarks import pgbench, tpch
+from dbgym.observe import KnobStateObserver, MetricsObserver
 from dbgym.plans.catalog import PlanCatalog
 from dbgym.state.dump import copy_database, restore_dump
 
@@ -34,6 +37,10 @@ BAD_DSNS = {
     "bad query parameter": f"postgresql://dbgym:{PW}@127.0.0.1:1/postgres?bogus=1",
     "quoted password, bad port": f"host=127.0.0.1 port=x user=dbgym password='{PW} x'",
 }
+
+
+class MeasureFailed(Exception):
+    """What `measure` reported (its status as text), raised from the status's error."""
 
 
 def texts_of(exc: BaseException) -> Iterator[str]:
@@ -100,12 +107,33 @@ def failing_calls(
     def replay(dsn: str) -> Any:
         return dbgym.replay(dsn, tpch.trace(0.01, streams=1, queries=[6]), speed=None)
 
+    def session_connect(dsn: str) -> Any:
+        with dbgym.DbSession(dsn) as session:
+            session.connect().close()
+
+    def session_connection(dsn: str) -> Any:
+        with dbgym.DbSession(dsn) as session:
+            return session.connection()
+
+    def session_measure(dsn: str) -> Any:
+        """measure reports a failed server instead of raising: raise what it reported."""
+        with dbgym.DbSession(dsn) as session:
+            result, status = session.measure(tpch.trace(0.01, streams=1, queries=[6]))
+        if status.ok:
+            return result
+        raise MeasureFailed(str(status)) from status.error
+
     calls: dict[str, Callable[[], Any]] = {}
     for label, dsn in BAD_DSNS.items():
         calls[f"tpch load_into, {label}"] = partial(load_into, "tpch", 0.01, dsn)
         calls[f"pgbench load_into, {label}"] = partial(load_into, "pgbench", 1, dsn)
         calls[f"plan catalog, {label}"] = partial(PlanCatalog.from_connection, dsn)
         calls[f"replay, {label}"] = partial(replay, dsn)
+        calls[f"MetricsObserver, {label}"] = partial(MetricsObserver, dsn)
+        calls[f"KnobStateObserver, {label}"] = partial(KnobStateObserver, dsn, ["work_mem"])
+        calls[f"DbSession.connect, {label}"] = partial(session_connect, dsn)
+        calls[f"DbSession.connection, {label}"] = partial(session_connection, dsn)
+        calls[f"DbSession.measure, {label}"] = partial(session_measure, dsn)
     calls["tpch.load, dead target"] = partial(tpch.load, dead_dsn, 0.01)
     calls["pgbench.load, dead target"] = partial(pgbench.load, dead_dsn, 1, bin_dir=live.bin_dir)
     for dump in dumps:
@@ -152,6 +180,10 @@ def test_no_failing_call_shows_the_password(
     assert outcomes["plan catalog, bad percent-encoding"] == "InvalidArgumentError"
     assert outcomes["plan catalog, wrong port (URI)"] == "ConnectError"
     assert outcomes["instance connect, wrong password"] == "ConnectError"
+    for who in ("MetricsObserver", "KnobStateObserver", "DbSession.connect"):
+        assert outcomes[f"{who}, bad percent-encoding"] == "InvalidArgumentError", who
+        assert outcomes[f"{who}, wrong port (key=value)"] == "ConnectError", who
+    assert outcomes["DbSession.measure, wrong port (URI)"] == "MeasureFailed"  # reported
 
 
 def test_redact_dsn_forms() -> None:

@@ -25,8 +25,9 @@ import psycopg
 from gymnasium import spaces
 from numpy.typing import NDArray
 
+import dbgym.redact as redact
 from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows, parse_bool
-from dbgym.errors import ObservationError, ServerCrashedError
+from dbgym.errors import ConnectError, ObservationError, ServerCrashedError
 from dbgym.types import SupportsConnect
 
 #: Ranges with hi / max(lo, 1) at least this large are log-scaled.
@@ -92,10 +93,10 @@ def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) 
     return KnobScale(spec.name, spec.vartype, lo, hi, log)
 
 
-def _connect(source: SupportsConnect | str) -> psycopg.Connection[Any]:
-    if isinstance(source, str):
-        return psycopg.connect(source, autocommit=True)
-    return source.connect(autocommit=True)
+def _connect(source: SupportsConnect | str, what: str) -> psycopg.Connection[Any]:
+    """An autocommit connection to `source`; errors never show its password (a bad DSN is
+    an InvalidArgumentError, an unreachable server a ConnectError)."""
+    return redact.connect_target(source, f"the knob-state observer cannot {what}", autocommit=True)
 
 
 class KnobStateObserver:
@@ -109,7 +110,7 @@ class KnobStateObserver:
         catalog: Mapping[str, KnobSpec] | None = None,
     ) -> None:
         self._source = target
-        self._conn: psycopg.Connection[Any] = _connect(target)
+        self._conn: psycopg.Connection[Any] = _connect(target, "connect")
         try:
             if catalog is None:
                 catalog = getattr(target, "knob_catalog", None)
@@ -160,10 +161,13 @@ class KnobStateObserver:
         with contextlib.suppress(Exception):
             self._conn.close()
         try:
-            self._conn = _connect(self._source)
-        except psycopg.OperationalError as exc:
+            self._conn = _connect(self._source, "reconnect")
+        except ServerCrashedError:
+            raise
+        except (ConnectError, psycopg.OperationalError) as exc:
             raise ServerCrashedError(
-                f"the knob-state observer cannot reconnect to the server: {str(exc).strip()}"
+                "the knob-state observer cannot reconnect to the server: "
+                + redact.redact(str(exc).strip())
             ) from exc
 
     def on_epoch(self, session: SupportsConnect) -> None:

@@ -33,7 +33,8 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 from psycopg import sql
 
-from dbgym.errors import ObservationError, ServerCrashedError
+import dbgym.redact as redact
+from dbgym.errors import ConnectError, ObservationError, ServerCrashedError
 from dbgym.types import SupportsConnect
 
 #: Postgres type OIDs of numeric columns: int2, int4, int8, float4, float8, numeric.
@@ -56,10 +57,10 @@ def _numeric_columns(conn: psycopg.Connection[Any], view: str) -> list[str]:
     return cols
 
 
-def _connect(source: SupportsConnect | str) -> psycopg.Connection[Any]:
-    if isinstance(source, str):
-        return psycopg.connect(source, autocommit=True)
-    return source.connect(autocommit=True)
+def _connect(source: SupportsConnect | str, what: str) -> psycopg.Connection[Any]:
+    """An autocommit connection to `source`; errors never show its password (a bad DSN is
+    an InvalidArgumentError, an unreachable server a ConnectError)."""
+    return redact.connect_target(source, f"the metrics observer cannot {what}", autocommit=True)
 
 
 def _pg_stat_statements_usable(conn: psycopg.Connection[Any]) -> bool:
@@ -79,7 +80,7 @@ class MetricsObserver:
 
     def __init__(self, target: SupportsConnect | str) -> None:
         self._source = target
-        self._conn: psycopg.Connection[Any] = _connect(target)
+        self._conn: psycopg.Connection[Any] = _connect(target, "connect")
         #: How often the observer reconnected (a restart, restore or crash ended its
         #: connection); each time the baseline was taken again.
         self.reconnects = 0
@@ -162,10 +163,13 @@ class MetricsObserver:
         with contextlib.suppress(Exception):
             self._conn.close()
         try:
-            self._conn = _connect(self._source)
-        except psycopg.OperationalError as exc:
+            self._conn = _connect(self._source, "reconnect")
+        except ServerCrashedError:
+            raise
+        except (ConnectError, psycopg.OperationalError) as exc:
             raise ServerCrashedError(
-                f"the metrics observer cannot reconnect to the server: {str(exc).strip()}"
+                "the metrics observer cannot reconnect to the server: "
+                + redact.redact(str(exc).strip())
             ) from exc
         self.reconnects += 1
 
