@@ -11,7 +11,7 @@ import pytest
 
 import dbgym
 from dbgym import Workload
-from dbgym.errors import InvalidArgumentError
+from dbgym.errors import ConnectError, InvalidArgumentError
 from dbgym.observe import collect_plans
 from dbgym.plans import featurize
 from tests.plan_corpus import TPCH_SCALE, corpus_server
@@ -146,3 +146,12 @@ def test_any_target_a_dsn_an_instance_or_a_connection() -> None:
     with psycopg.connect(inst.dsn, autocommit=True) as conn:
         plans = [collect_plans(t, q)[0] for t in (inst.dsn, inst, conn)]
     assert all(p.ok for p in plans) and len({p.plan for p in plans}) == 1
+
+
+def test_a_dsn_nobody_listens_on_is_a_connect_error_without_the_password() -> None:
+    with pytest.raises(ConnectError, match=r"cannot connect to collect plans \(host 127") as e:
+        collect_plans("postgresql://u:s3cret-pw@127.0.0.1:1/db", {"q": "select 1"})
+    assert "s3cret-pw" not in str(e.value) and e.value.port == 1
+    with pytest.raises(InvalidArgumentError, match="invalid connection string") as bad:
+        collect_plans("postgresql://u:s3cret-pw@[nope/db", {"q": "select 1"})
+    assert "s3cret-pw" not in str(bad.value)

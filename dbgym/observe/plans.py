@@ -29,6 +29,7 @@ from psycopg import sql
 from psycopg.types.string import TextLoader
 
 from dbgym.errors import InvalidArgumentError
+from dbgym.redact import safe_connect
 from dbgym.types import (
     PlannerSettings,
     Seconds,
@@ -100,8 +101,9 @@ def _connection(target: PlanTarget) -> Iterator[psycopg.Connection[Any]]:
     elif isinstance(target, SupportsConnect):
         with target.connect(autocommit=True) as conn:
             yield conn
-    else:
-        with psycopg.connect(target_dsn(target), autocommit=True) as conn:
+    else:  # errors name the server, never the password
+        dsn = target_dsn(target)
+        with safe_connect(dsn, "cannot connect to collect plans", autocommit=True) as conn:
             yield conn
 
 
