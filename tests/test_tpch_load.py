@@ -11,7 +11,7 @@ import pytest
 import dbgym
 from dbgym import _core
 from dbgym.benchmarks import tpch
-from dbgym.errors import WorkloadError
+from dbgym.errors import ConnectError, InstanceError, InvalidArgumentError, WorkloadError
 from tests.db_checks import checksums, counts, new_database
 
 SCALE = 0.01
@@ -118,6 +118,24 @@ def test_interrupted_load_leaves_no_tables_and_no_sessions(inst: dbgym.PostgresI
         assert copying == (0,)
 
 
-def test_unreachable_server_is_a_workload_error() -> None:
-    with pytest.raises(WorkloadError, match="cannot connect"):
-        tpch.load("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", SCALE, 1)
+def test_unreachable_server_is_a_connect_error_without_the_password() -> None:
+    secret = "Tpch-L0ad-pw"
+    with pytest.raises(ConnectError, match="cannot connect to load TPC-H") as caught:
+        tpch.load(f"postgresql://nobody:{secret}@127.0.0.1:1/none?connect_timeout=2", SCALE, 1)
+    error = caught.value
+    assert isinstance(error, InstanceError)  # a server fault, not the caller's mistake
+    assert (error.host, error.port, error.user, error.database) == (
+        "127.0.0.1",
+        1,
+        "nobody",
+        "none",
+    )
+    assert "host 127.0.0.1, port 1, user nobody, database none" in str(error)
+    for text in (str(error), repr(error), str(error.__cause__)):
+        assert secret not in text
+
+
+def test_unparsable_dsn_is_a_caller_mistake_without_the_password() -> None:
+    with pytest.raises(InvalidArgumentError, match="invalid connection string") as caught:
+        tpch.load("postgresql://nobody:Tpch-L0ad-pw%zz@127.0.0.1:1/none", SCALE, 1)
+    assert "Tpch-L0ad-pw" not in str(caught.value) and "***" in str(caught.value)

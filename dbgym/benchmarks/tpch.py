@@ -167,8 +167,10 @@ def load(
     """Builds the TPC-H database at `target` (a DSN, or anything with a `.dsn`): tables, COPY
     of generated data, keys, indexes, stats. `on_progress(done, totals)` is called as it goes.
 
-    The database must not have TPC-H tables yet. On any error or Ctrl-C the tables created so
-    far are dropped again.
+    The database must not have TPC-H tables yet (WorkloadError). On any error or Ctrl-C the
+    tables created so far are dropped again. A server that cannot be reached or refuses the
+    login is a ConnectError (an InstanceError naming host, port, user and database, never
+    the password); a DSN libpq cannot parse is an InvalidArgumentError.
     """
     scale = check_scale(scale)
     report = LoadReport()
@@ -184,13 +186,9 @@ def load(
         if on_progress is not None:
             on_progress(done, {**totals, **after})
 
-    try:
-        conn = psycopg.connect(dsn, autocommit=True)
-    except psycopg.Error as e:  # (the message names the server, never the password)
-        raise WorkloadError(
-            str(redact.connect_error(dsn, e, "cannot connect to load TPC-H"))
-        ) from e
-    with conn:
+    # ConnectError (an InstanceError naming host, port, user, database; never the
+    # password), or InvalidArgumentError for a DSN libpq cannot parse
+    with redact.safe_connect(dsn, "cannot connect to load TPC-H", autocommit=True) as conn:
         found = existing_tables(conn)
         if found:
             raise WorkloadError(
