@@ -463,3 +463,21 @@ def test_tpch_entry_gives_a_state_and_workload_that_match(tmp_path: Path) -> Non
     assert rows[6] == 1 and rows[14] == 1
     entry = state.cached()
     assert entry is not None and entry.meta["spec"] == state_spec.to_dict()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "key"),
+    [({"cpus": 2}, "cpus"), ({"memory": "1g"}, "memory"), ({"cpus": 1, "memory": 2**30}, "cpus")],
+)
+def test_local_instance_spec_refuses_resource_limits(kwargs: dict[str, Any], key: str) -> None:
+    # the local backend cannot enforce them: refused when the spec is made (also from JSON),
+    # before anything is launched, with the key named; the docker backend takes them
+    with pytest.raises(SpecError, match=f"^{key}: the local backend cannot enforce") as caught:
+        InstanceSpec(backend="local", **kwargs)
+    assert caught.value.key == key and "backend='docker'" in str(caught.value)
+    with pytest.raises(SpecError) as from_json:
+        InstanceSpec.from_json(json.dumps({"backend": "local", **kwargs}))
+    assert from_json.value.key == key
+    docker = InstanceSpec(backend="docker", **kwargs)
+    assert InstanceSpec.from_json(docker.to_json()) == docker
+    assert InstanceSpec(backend="local").cpus is None

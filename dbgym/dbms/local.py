@@ -92,6 +92,19 @@ def unreachable_ancestor(path: Path, user: ServerUser) -> Path | None:
     return None
 
 
+def limits_refusal(**limits: object) -> str | None:
+    """Why the local backend refuses the resource limits given (cpus=, memory=; None: not
+    given), or None when none is given (InstanceSpec checks the same before launch)."""
+    given = [f"{name}={value!r}" for name, value in limits.items() if value is not None]
+    if not given:
+        return None
+    return (
+        f"the local backend cannot enforce {' and '.join(given)} (it runs the server as "
+        "plain processes, without a cgroup of its own); use backend='docker', which does, "
+        "or leave them out"
+    )
+
+
 def _server_env() -> dict[str, str]:
     return {"PATH": os.defpath, "LC_ALL": "C", "LANG": "C"}
 
@@ -101,17 +114,9 @@ class LocalBackend(Backend):
     ready_needs_connection = False  # the postmaster is our child: its pid file is proof
 
     def __init__(self, options: BackendOptions) -> None:
-        limits = [
-            f"{name}={value!r}"
-            for name, value in (("cpus", options.cpus), ("memory", options.memory))
-            if value is not None
-        ]
-        if limits:
-            raise InvalidArgumentError(
-                f"the local backend cannot enforce {' and '.join(limits)} (it runs the server "
-                "as plain processes, without a cgroup of its own); use backend='docker', "
-                "which does, or leave them out"
-            )
+        refusal = limits_refusal(cpus=options.cpus, memory=options.memory)
+        if refusal is not None:
+            raise InvalidArgumentError(refusal)
         self.binaries: PgBinaries = find_binaries(options.bin_dir)
         self.user = server_user()
         self._workdir: Path | None = None

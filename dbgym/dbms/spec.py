@@ -22,6 +22,7 @@ from typing import ClassVar
 
 from dbgym.dbms.backend import BACKENDS, BackendOptions, server_major
 from dbgym.dbms.instance import PostgresInstance
+from dbgym.dbms.local import limits_refusal
 from dbgym.errors import InvalidArgumentError, SpecError
 from dbgym.spec import FrozenDict, Spec
 from dbgym.types import SettingValue
@@ -34,8 +35,10 @@ class InstanceSpec(Spec):
     backend: a name in `dbgym.dbms.backend.BACKENDS` ("local": processes on this machine,
         "docker": one container).
     image, cpus, memory: the docker backend's image and limits (memory: bytes, or a string
-        like "512m" / "2g"). bin_dir: the local backend's server binaries (default: found
-        as `dbgym doctor` says). The other backend ignores them.
+        like "512m" / "2g"). The local backend cannot enforce cpus and memory and refuses
+        them (SpecError naming the key, when the spec is made); it ignores image.
+    bin_dir: the local backend's server binaries (default: found as `dbgym doctor` says);
+        the docker backend ignores it.
     port: host TCP port (default: a free one).
     knobs: server settings applied after the first start (see PostgresInstance.apply_knobs).
     """
@@ -68,6 +71,11 @@ class InstanceSpec(Spec):
                 f"memory: give bytes or a string like '512m' / '2g', got {self.memory!r}",
                 key="memory",
             )
+        if self.backend == "local":  # caught here, before anything is launched
+            for key, value in (("cpus", self.cpus), ("memory", self.memory)):
+                refusal = limits_refusal(**{key: value})
+                if refusal is not None:
+                    raise SpecError(f"{key}: {refusal}", key=key)
         if self.bin_dir is not None and not self.bin_dir:
             raise SpecError("bin_dir: must be a directory, got ''", key="bin_dir")
         if self.port is not None and not 1 <= self.port <= 65535:
