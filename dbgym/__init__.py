@@ -50,8 +50,13 @@ _EXPORTS: dict[str, str] = {
     "replay": "dbgym.replayer.run",
 }
 
+#: Subpackages reachable as attributes without importing them first (`dbgym.benchmarks.get`).
+_SUBPACKAGES = frozenset({"benchmarks", "errors", "types"})
+
 if TYPE_CHECKING:
+    from dbgym import benchmarks as benchmarks
     from dbgym import errors as errors
+    from dbgym import types as types
     from dbgym.dbms.indexes import IndexSpec as IndexSpec
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
@@ -88,8 +93,8 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_EXPORTS[name]), name)
     elif name == "core_version":
         value = importlib.import_module("dbgym._core").__version__
-    elif name == "errors":
-        value = importlib.import_module("dbgym.errors")
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"dbgym.{name}")
     else:
         raise AttributeError(f"module 'dbgym' has no attribute {name!r}")
     globals()[name] = value
@@ -100,4 +105,4 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-__all__ = [*sorted(_EXPORTS), "__version__", "core_version", "errors"]
+__all__ = [*sorted(_EXPORTS), *sorted(_SUBPACKAGES), "__version__", "core_version"]
