@@ -89,7 +89,10 @@ def trace_from_statements(
     template_ids: list[int] | None = None,
 ) -> Trace: ...
 
-# --- built-in benchmarks (rust/python/tpch.rs) ---
+# --- built-in benchmarks (rust/python/benchmarks.rs) ---
+
+TPCH_MIN_SCALE: float
+TPCH_MAX_SCALE: float
 
 class TpchGenerator:
     """A deterministic TPC-H data generator at one scale factor and seed."""

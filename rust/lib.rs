@@ -2,7 +2,7 @@
 //!
 //! Each concern lives in its own module and knows nothing about Python:
 //! - `trace`: workload-log parsing and templatizing (issue: workloads)
-//! - `tpch`: deterministic TPC-H data and query generation (issue: workloads)
+//! - `benchmarks`: TPC-H data and query generation and loading, pgbench workloads
 //! - `replay`: tokio-postgres replay engine (issue: workloads)
 //! - `featurize`: EXPLAIN-plan featurization (issue: plan featurization)
 //! - `blocksync`: block-level file sync for snapshot restore (issue: foundation)
@@ -13,13 +13,13 @@
 //! converts between these modules' Rust types and Python/numpy objects, and maps
 //! errors onto the exception classes of `dbgym.errors`.
 
+pub mod benchmarks;
 pub mod blocksync;
 pub mod calendar;
 pub mod dsn;
 pub mod featurize;
 pub mod replay;
 pub mod sqllex;
-pub mod tpch;
 pub mod trace;
 
 #[cfg(feature = "python")]

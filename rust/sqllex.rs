@@ -1,7 +1,60 @@
-//! Where SQL's quoted pieces end: strings, quoted identifiers, dollar quotes and block
-//! comments. Shared by the templatizer (trace/templatize.rs), the SQL-file splitter
+//! The SQL lexers' shared knowledge: byte classes (white space, identifier, digit, operator
+//! characters) and where SQL's quoted pieces end: strings, quoted identifiers, dollar quotes
+//! and block comments. Shared by the templatizer (trace/templatize.rs), the SQL-file splitter
 //! (trace/sql.rs) and the replay's transaction tracking (replay/txn.rs), which each decide for
 //! themselves what an unterminated piece means (the rest of the text, or an error).
+
+// -- byte classes of the lexers (templatizer and template writer) --------------------------
+
+/// White space as PostgreSQL's lexer sees it.
+pub const WS: u8 = 1;
+/// May start an unquoted identifier or keyword (letters, `_`, non-ASCII bytes).
+pub const IDENT_START: u8 = 2;
+/// May continue an identifier (also digits and `$`).
+pub const IDENT_CONT: u8 = 4;
+/// An ASCII digit.
+pub const DIGIT: u8 = 8;
+/// An operator character.
+pub const OP: u8 = 16;
+
+static CLASS: [u8; 256] = build_classes();
+
+const fn build_classes() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut v = 0;
+        if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' || c == 0x0c || c == 0x0b {
+            v |= WS;
+        }
+        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
+            v |= IDENT_START | IDENT_CONT;
+        }
+        if c.is_ascii_digit() {
+            v |= DIGIT | IDENT_CONT;
+        }
+        if c == b'$' {
+            v |= IDENT_CONT;
+        }
+        match c {
+            b'+' | b'-' | b'*' | b'/' | b'<' | b'>' | b'=' | b'~' | b'!' | b'@' | b'#' | b'%'
+            | b'^' | b'&' | b'|' | b'`' | b'?' => v |= OP,
+            _ => {}
+        }
+        t[i] = v;
+        i += 1;
+    }
+    t
+}
+
+/// Whether byte `c` is in any of the classes of `class` (an OR of the constants above).
+#[inline]
+pub fn in_class(c: u8, class: u8) -> bool {
+    CLASS[c as usize] & class != 0
+}
+
+// -- where quoted pieces end ---------------------------------------------------------------
 
 /// End (exclusive) of the string or quoted identifier whose opening quote `q` is at `i`: a
 /// doubled quote stays inside; with `backslash` (E-strings) a backslash escapes the next

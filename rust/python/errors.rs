@@ -14,10 +14,10 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyType, PyTypeMethods};
 
+use crate::benchmarks::{BenchmarkError, TpchError};
 use crate::dsn::ConnectFailure;
 use crate::featurize::PlanFormatError as RustPlanFormatError;
 use crate::replay::ReplayError;
-use crate::tpch::TpchError;
 use crate::trace::TraceError;
 
 macro_rules! dbgym_exceptions {
@@ -122,8 +122,16 @@ pub fn replay_error(e: ReplayError) -> PyErr {
     }
 }
 
-/// Benchmarks: bad parameters are caller mistakes; a failed connection is a
-/// `ConnectError`; a failed or cancelled load a `WorkloadError`.
+/// Benchmarks: bad parameters are caller mistakes; TPC-H errors as [`tpch_error`].
+pub fn benchmark_error(e: BenchmarkError) -> PyErr {
+    match e {
+        BenchmarkError::Tpch(e) => tpch_error(e),
+        BenchmarkError::Script(_) | BenchmarkError::Pgbench(_) => invalid(e.to_string()),
+    }
+}
+
+/// TPC-H: bad parameters are caller mistakes; a failed connection is a `ConnectError`; a
+/// failed or cancelled load a `WorkloadError`.
 pub fn tpch_error(e: TpchError) -> PyErr {
     match &e {
         TpchError::Connect(f) => connect_error("cannot connect for loading", f),
@@ -132,8 +140,6 @@ pub fn tpch_error(e: TpchError) -> PyErr {
         | TpchError::UnknownTable(_)
         | TpchError::QueryNumber(_)
         | TpchError::Streams
-        | TpchError::Script(_)
-        | TpchError::Pgbench(_)
         | TpchError::InvalidDsn(_) => invalid(e.to_string()),
     }
 }

@@ -3,11 +3,11 @@
 
 use pyo3::prelude::*;
 
+mod benchmarks;
 mod blocksync;
 mod errors;
 mod featurize;
 mod replay;
-mod tpch;
 mod trace;
 
 #[pymodule]
@@ -16,7 +16,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
     trace::register(m)?;
     replay::register(m)?;
-    tpch::register(m)?;
+    benchmarks::register(m)?;
     featurize::register(m)?;
     blocksync::register(m)?;
     Ok(())

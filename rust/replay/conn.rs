@@ -19,33 +19,9 @@ use tokio_postgres::{
 
 use super::cancel::{InFlight, Registry};
 use super::options::Settings;
+use super::sqlstate::{code_of, Code, CANNOT_CONNECT, CLIENT_ERROR, CONNECTION_FAILURE, OK};
 use super::txn::TxnEffect;
 use crate::trace::Statement;
-
-/// A SQLSTATE; all zero bytes = success.
-pub type Code = [u8; 5];
-pub const OK: Code = [0; 5];
-/// connection_failure: the connection broke while the statement ran.
-pub const CONNECTION_FAILURE: Code = *b"08006";
-/// sqlclient_unable_to_establish_sqlconnection: connecting failed without a server error.
-pub const CANNOT_CONNECT: Code = *b"08001";
-/// protocol_violation: the client library refused the statement (e.g. the number of
-/// logged parameters does not match the prepared statement).
-pub const CLIENT_ERROR: Code = *b"08P01";
-
-fn code_of(e: &tokio_postgres::Error, fallback: Code) -> Code {
-    match e.code() {
-        Some(c) => {
-            let b = c.code().as_bytes();
-            let mut out = fallback;
-            if b.len() == 5 {
-                out.copy_from_slice(b);
-            }
-            out
-        }
-        None => fallback,
-    }
-}
 
 /// A parameter sent in text format whatever type the server inferred for it: the server
 /// parses it exactly as it parsed the logged value.

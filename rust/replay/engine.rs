@@ -14,12 +14,14 @@ use tokio::task::JoinSet;
 use tokio_postgres::Config;
 
 use super::cancel::{Cancel, Registry};
-use super::conn::{connect, Code, Conn};
+use super::clock::Clock;
+use super::conn::{connect, Conn};
 use super::options::{Identity, ReplayOptions, Settings};
 use super::pool::{Pool, PoolState};
 use super::record::{Columns, Progress, PROGRESS_AGE};
 use super::shards::Shards;
-use super::timer::{HrTimer, HrTimerHandle};
+use super::sqlstate::Code;
+use super::timer::HrTimer;
 use super::txn::{txn_effect, TxnEffect};
 use super::{ReplayError, ReplayResult};
 use crate::dsn::ConnectFailure;
@@ -70,12 +72,9 @@ pub(super) struct Ctx {
     settings: Vec<Option<Arc<Settings>>>,
     /// What each statement does to the transaction block, read before the clock starts.
     effects: Vec<TxnEffect>,
-    pub(super) speed: Option<f64>,
-    /// Scheduled offset of each statement (ns since `base`).
+    /// Scheduled offset of each statement (ns since the clock's start).
     scheduled_ns: Vec<i64>,
-    pub(super) base: Instant,
-    pub(super) timer: HrTimerHandle,
-    pub(super) cancel: Arc<Cancel>,
+    clock: Clock,
     registry: Arc<Registry>,
     plan: Plan,
     columns: Columns,
@@ -84,15 +83,7 @@ pub(super) struct Ctx {
 
 impl Ctx {
     fn deadline(&self, idx: u32) -> Instant {
-        self.base + Duration::from_nanos(self.scheduled_ns[idx as usize].max(0) as u64)
-    }
-
-    /// Sleeps until `at`; false if the replay was cancelled meanwhile.
-    async fn sleep_until(&self, at: Instant) -> bool {
-        tokio::select! {
-            _ = self.timer.sleep_until(at) => !self.cancel.is_cancelled(),
-            _ = self.cancel.cancelled() => false,
-        }
+        self.clock.at(self.scheduled_ns[idx as usize])
     }
 
     /// Connects for `session` (its logged login with `Identity::Logged`).
@@ -104,16 +95,16 @@ impl Ctx {
     /// Runs statement `idx` on the task's connection (connecting if needed) and records it;
     /// false if the replay was cancelled.
     async fn run_one(&self, link: &mut Link, idx: u32, slot: i32, progress: &mut Progress) -> bool {
-        if self.speed.is_some() {
+        if self.clock.timed() {
             let at = self.deadline(idx);
             if at.saturating_duration_since(Instant::now()) > PROGRESS_AGE {
                 progress.flush();
             }
-            if !self.sleep_until(at).await {
+            if !self.clock.sleep_until(at).await {
                 return false;
             }
         }
-        if self.cancel.is_cancelled() {
+        if self.clock.is_cancelled() {
             return false;
         }
         if link.conn.as_ref().is_none_or(|c| c.broken) {
@@ -147,7 +138,7 @@ impl Ctx {
             .and_then(|s| s.as_deref());
         let (start, end, code) = c.run(st, self.effects[idx as usize], settings).await;
         // A statement interrupted by the replay's own cancellation is not a result.
-        if self.cancel.is_cancelled() {
+        if self.clock.is_cancelled() {
             return false;
         }
         self.columns.record(idx, slot, start, end, code);
@@ -213,11 +204,11 @@ async fn session_task(ctx: Arc<Ctx>, session: u32, link: Option<Link>) {
 async fn worker(ctx: Arc<Ctx>, pool: Arc<Pool>, slot: i32, mut link: Link) {
     let mut progress = Progress::new(ctx.done.clone());
     'sessions: loop {
-        if ctx.speed.is_some() {
+        if ctx.clock.timed() {
             // A timed worker may now wait in the pool until the next deadline.
             progress.flush();
         }
-        let Some((session, mut pos)) = pool.acquire(&ctx).await else {
+        let Some((session, mut pos)) = pool.acquire(&ctx.clock).await else {
             break;
         };
         let stmts = ctx.plan.stmts(session);
@@ -441,11 +432,13 @@ pub async fn run(
         statement_timeout_ms: opts.statement_timeout_ms,
         settings,
         effects,
-        speed: opts.speed,
         scheduled_ns,
-        base,
-        timer: timer.handle(),
-        cancel,
+        clock: Clock {
+            base,
+            speed: opts.speed,
+            timer: timer.handle(),
+            cancel,
+        },
         registry,
         plan,
         columns,
@@ -476,8 +469,8 @@ pub async fn run(
                 tasks.spawn(async move {
                     let mut set = JoinSet::new();
                     for (k, (key, s)) in late_sessions.into_iter().enumerate() {
-                        let at = ctx2.base + Duration::from_nanos((key - ahead).max(0) as u64);
-                        if !ctx2.sleep_until(at).await {
+                        let at = ctx2.clock.at(key - ahead);
+                        if !ctx2.clock.sleep_until(at).await {
                             break;
                         }
                         let task = session_task(ctx2.clone(), s, None);
@@ -491,7 +484,7 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     canceller.abort();
-    let cancelled = ctx.cancel.is_cancelled();
+    let cancelled = ctx.clock.is_cancelled();
     drop(shards);
     drop(timer);
     let Ok(ctx) = Arc::try_unwrap(ctx) else {

@@ -7,19 +7,26 @@
 //!   `base + (ts - t0) / f` on a sub-millisecond timer ([`timer`]); `None`: as fast as possible.
 //! - Statements without parameters use the simple protocol, statements with parameters the
 //!   extended protocol (prepared once per connection, parameters sent as text).
-//! - Failed statements are recorded and the replay goes on; results flow to a collector
-//!   through a bounded channel.
+//! - Failed statements are recorded with their SQLSTATE and the replay goes on; each task
+//!   writes its statements' results straight into shared columns (record.rs).
+//!
+//! Modules: engine.rs schedules (session tasks, or the worker pool of pool.rs) by the
+//! replay clock (clock.rs); conn.rs runs statements on one connection; txn.rs tracks
+//! transaction blocks; shards.rs holds the connection threads; timer.rs the sub-millisecond
+//! timer; cancel.rs cancels in-flight statements; sqlstate.rs has the recorded codes.
 //!
 //! The replay runs on its own thread and runtime ([`start`] returns a [`ReplayHandle`] that
 //! can be polled for progress, waited on with a timeout, and cancelled).
 
 mod cancel;
+mod clock;
 mod conn;
 mod engine;
 mod options;
 mod pool;
 mod record;
 mod shards;
+mod sqlstate;
 mod timer;
 mod txn;
 
@@ -29,8 +36,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-pub use conn::{Code, OK};
 pub use options::{Identity, ReplayOptions};
+pub use sqlstate::{Code, OK};
 pub use txn::{txn_effect, TxnEffect};
 
 use crate::dsn::ConnectFailure;
@@ -206,8 +213,9 @@ pub fn start(
     let threads = opts
         .threads
         .unwrap_or_else(|| default_threads(opts.concurrency, trace.sessions.len()));
-    // The collector and the timer's wake-ups run on this current-thread runtime; the
-    // connections run on `threads` connection threads of their own (shards.rs).
+    // The coordination (probe, warm-up, the spawner of later sessions, cancellation) runs
+    // on this current-thread runtime; the connections run on `threads` connection threads
+    // of their own (shards.rs), the timer on its own thread (timer.rs).
     let mut builder = tokio::runtime::Builder::new_current_thread();
     let rt = builder
         .thread_name("dbgym-replay")

@@ -5,11 +5,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::engine::Ctx;
+use super::clock::Clock;
 
 /// Sessions waiting for a worker, by the deadline (or trace offset) of their next statement.
 pub(super) struct Pool {
@@ -30,21 +30,21 @@ impl Pool {
     }
 
     /// The next due session, or None when all are done or the replay is cancelled.
-    pub(super) async fn acquire(&self, ctx: &Ctx) -> Option<(u32, usize)> {
+    pub(super) async fn acquire(&self, clock: &Clock) -> Option<(u32, usize)> {
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let wait = {
                 let mut st = self.lock();
-                if st.remaining == 0 || ctx.cancel.is_cancelled() {
+                if st.remaining == 0 || clock.is_cancelled() {
                     return None;
                 }
                 match st.heap.peek() {
                     None => None,
                     Some(&Reverse((key, _, _))) => {
-                        let at = ctx.base + Duration::from_nanos(key.max(0) as u64);
-                        if ctx.speed.is_none() || at <= Instant::now() {
+                        let at = clock.at(key);
+                        if !clock.timed() || at <= Instant::now() {
                             let Reverse((_, s, p)) = st.heap.pop()?;
                             return Some((s, p));
                         }
@@ -55,12 +55,12 @@ impl Pool {
             match wait {
                 None => tokio::select! {
                     _ = &mut notified => {}
-                    _ = ctx.cancel.cancelled() => return None,
+                    _ = clock.cancel.cancelled() => return None,
                 },
                 Some(at) => tokio::select! {
                     _ = &mut notified => {}
-                    _ = ctx.timer.sleep_until(at) => {}
-                    _ = ctx.cancel.cancelled() => return None,
+                    _ = clock.timer.sleep_until(at) => {}
+                    _ = clock.cancel.cancelled() => return None,
                 },
             }
         }

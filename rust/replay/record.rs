@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::conn::Code;
+use super::sqlstate::Code;
 use super::ReplayResult;
 
 /// A task adds to the shared progress counter after this many statements...

@@ -1,7 +1,56 @@
-//! The interface each log format implements, and the loop that parses one chunk with it.
+//! The three log formats (names and detection), the interface each implements, and the
+//! loop that parses one chunk with it.
 
 use super::builder::{ChunkBuilder, LogRecord};
 use super::error::RawError;
+use super::timestamp::parse_datetime;
+
+/// A server log format (`log_destination`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Stderr,
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Stderr => "stderr",
+            Format::Csv => "csvlog",
+            Format::Json => "jsonlog",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Format> {
+        match s {
+            "stderr" => Some(Format::Stderr),
+            "csvlog" | "csv" => Some(Format::Csv),
+            "jsonlog" | "json" => Some(Format::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Format of a log from its first bytes: `{` starts jsonlog, a timestamp followed by `,`
+/// starts csvlog, anything else is stderr.
+pub fn detect_format(sample: &[u8]) -> Format {
+    let s = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
+    let start = s
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let s = &s[start..];
+    if s.first() == Some(&b'{') {
+        return Format::Json;
+    }
+    if let Some((len, _)) = parse_datetime(s) {
+        if s.get(len) == Some(&b',') {
+            return Format::Csv;
+        }
+    }
+    Format::Stderr
+}
 
 /// Result of reading one record at a position of a buffer.
 pub enum Step<'a> {

@@ -6,8 +6,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 
 use super::builder::LogRecord;
-use super::format::{LogFormat, Step};
-use super::reader::{detect_format, Format};
+use super::format::{detect_format, Format, LogFormat, Step};
 use super::timestamp::parse_datetime;
 
 pub struct JsonLog;

@@ -17,44 +17,18 @@ use rayon::prelude::*;
 use super::builder::{ChunkBuilder, Merger};
 use super::csvlog::CsvLog;
 use super::error::{RawError, TraceError};
+pub use super::format::{detect_format, Format};
 use super::format::{parse_chunk, ChunkResult, LogFormat};
 use super::jsonlog::JsonLog;
 use super::model::Trace;
 use super::prefix::{detect, Prefix};
 use super::stderr::StderrLog;
-use super::timestamp::parse_datetime;
 
 /// Longest single record accepted; longer means a broken quote swallowing the file.
 const MAX_RECORD: usize = 512 << 20;
 
 /// Room before each block for the previous block's unfinished last record (at most).
 const GAP: usize = 1 << 20;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Stderr,
-    Csv,
-    Json,
-}
-
-impl Format {
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Stderr => "stderr",
-            Format::Csv => "csvlog",
-            Format::Json => "jsonlog",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Format> {
-        match s {
-            "stderr" => Some(Format::Stderr),
-            "csvlog" | "csv" => Some(Format::Csv),
-            "jsonlog" | "json" => Some(Format::Json),
-            _ => None,
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct LogOptions {
@@ -93,26 +67,6 @@ pub struct ParseStats {
     pub skipped_lines: u64,
     /// The first skipped problem, formatted like an error.
     pub first_skipped: Option<String>,
-}
-
-/// Format of a log from its first bytes: `{` starts jsonlog, a timestamp followed by `,`
-/// starts csvlog, anything else is stderr.
-pub fn detect_format(sample: &[u8]) -> Format {
-    let s = sample.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(sample);
-    let start = s
-        .iter()
-        .position(|c| !c.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let s = &s[start..];
-    if s.first() == Some(&b'{') {
-        return Format::Json;
-    }
-    if let Some((len, _)) = parse_datetime(s) {
-        if s.get(len) == Some(&b',') {
-            return Format::Csv;
-        }
-    }
-    Format::Stderr
 }
 
 /// 1-based line number of an absolute byte offset (re-reads the file; used for errors only).

@@ -75,7 +75,7 @@ impl Trace {
 
 #[cfg(test)]
 mod tests {
-    use super::super::model::{Session, Statement, Template, Trace};
+    use crate::trace::model::{Session, Statement, Template, Trace};
 
     fn trace(n: usize) -> Trace {
         Trace {

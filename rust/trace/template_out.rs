@@ -2,7 +2,7 @@
 //! squashing of constant lists (`in ($1 /*, ... */)`). The scanner (templatize.rs) decides
 //! what each token is; this decides how it is written.
 
-use super::templatize::{is, IDENT_CONT};
+use crate::sqllex::{in_class, IDENT_CONT};
 
 /// What the previous emitted token was; decides spacing and unary signs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -87,7 +87,7 @@ impl<'o> Emitter<'o> {
         o.ends_with(w)
             && (o.len() == w.len() || {
                 let before = o[o.len() - w.len() - 1];
-                !is(before, IDENT_CONT) && before != b'.' && before != b'"'
+                !in_class(before, IDENT_CONT) && before != b'.' && before != b'"'
             })
     }
 

@@ -27,49 +27,10 @@
 use std::ops::Range;
 
 use super::template_out::{Emitter, Prev};
-use crate::sqllex::{dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted};
-
-const WS: u8 = 1;
-const IDENT_START: u8 = 2;
-pub(super) const IDENT_CONT: u8 = 4;
-const DIGIT: u8 = 8;
-const OP: u8 = 16;
-
-static CLASS: [u8; 256] = build_classes();
-
-const fn build_classes() -> [u8; 256] {
-    let mut t = [0u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let c = i as u8;
-        let mut v = 0;
-        if c == b' ' || c == b'\t' || c == b'\n' || c == b'\r' || c == 0x0c || c == 0x0b {
-            v |= WS;
-        }
-        if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 {
-            v |= IDENT_START | IDENT_CONT;
-        }
-        if c.is_ascii_digit() {
-            v |= DIGIT | IDENT_CONT;
-        }
-        if c == b'$' {
-            v |= IDENT_CONT;
-        }
-        match c {
-            b'+' | b'-' | b'*' | b'/' | b'<' | b'>' | b'=' | b'~' | b'!' | b'@' | b'#' | b'%'
-            | b'^' | b'&' | b'|' | b'`' | b'?' => v |= OP,
-            _ => {}
-        }
-        t[i] = v;
-        i += 1;
-    }
-    t
-}
-
-#[inline]
-pub(super) fn is(c: u8, class: u8) -> bool {
-    CLASS[c as usize] & class != 0
-}
+use crate::sqllex::{
+    dollar_tag_len, end_of_block_comment, end_of_dollar_quoted, end_of_quoted, in_class,
+    IDENT_CONT, IDENT_START, OP, WS,
+};
 
 /// Keywords after which an operand is expected, so a following `-1` is a negative constant.
 fn is_operand_keyword(w: &[u8]) -> bool {
@@ -225,7 +186,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
     let mut i = 0;
     while i < n {
         let c = b[i];
-        if is(c, WS) {
+        if in_class(c, WS) {
             i += 1;
             continue;
         }
@@ -247,7 +208,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
             i = end;
             continue;
         }
-        if is(c, IDENT_START) {
+        if in_class(c, IDENT_START) {
             // Prefixed strings: E'..', B'..', X'..', N'..', U&'..'.
             if i + 1 < n
                 && b[i + 1] == b'\''
@@ -273,7 +234,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                 continue;
             }
             let mut j = i + 1;
-            while j < n && is(b[j], IDENT_CONT) {
+            while j < n && in_class(b[j], IDENT_CONT) {
                 j += 1;
             }
             let word = &b[i..j];
@@ -371,11 +332,11 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                     i += 1;
                 }
             }
-            _ if is(c, OP) => {
+            _ if in_class(c, OP) => {
                 // Operator run, cut before a comment start; PostgreSQL's rule: a multi-char
                 // operator cannot end in + or - unless it contains one of ~ ! @ # % ^ & | ` ?
                 let mut j = i + 1;
-                while j < n && is(b[j], OP) {
+                while j < n && in_class(b[j], OP) {
                     if (b[j] == b'-' && j + 1 < n && b[j + 1] == b'-')
                         || (b[j] == b'/' && j + 1 < n && b[j + 1] == b'*')
                     {
@@ -398,7 +359,7 @@ fn scan(b: &[u8], out: &mut Vec<u8>, mut consts: Option<&mut Vec<Range<usize>>>)
                 if j - i == 1 && (c == b'-' || c == b'+') && e.prev.expects_operand() {
                     // A sign where an operand is expected: part of a following number.
                     let mut k = j;
-                    while k < n && is(b[k], WS) {
+                    while k < n && in_class(b[k], WS) {
                         k += 1;
                     }
                     if starts_number(b, k) {
@@ -443,5 +404,4 @@ fn utf8_len(c: u8) -> usize {
 }
 
 #[cfg(test)]
-#[path = "templatize_tests.rs"]
 mod tests;

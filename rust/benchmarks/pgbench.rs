@@ -5,7 +5,7 @@
 //! Random values are drawn like pgbench's `random(lo, hi)` (uniform), from a seeded generator.
 
 use super::rng::Rng;
-use super::TpchError;
+use super::BenchmarkError;
 use crate::trace::{templatize, Session, Statement, Template, Trace};
 
 const PGBENCH_TAG: u64 = 0x9B_0000;
@@ -18,11 +18,11 @@ pub enum Script {
 }
 
 impl Script {
-    pub fn from_name(name: &str) -> Result<Script, TpchError> {
+    pub fn from_name(name: &str) -> Result<Script, BenchmarkError> {
         match name {
             "tpcb-like" | "tpcb" => Ok(Script::TpcbLike),
             "select-only" => Ok(Script::SelectOnly),
-            other => Err(TpchError::Script(other.to_string())),
+            other => Err(BenchmarkError::Script(other.to_string())),
         }
     }
 }
@@ -117,15 +117,17 @@ pub struct Options {
 }
 
 /// The pgbench workload as a trace; statements in time order (round-robin when `rate` is None).
-pub fn trace(o: &Options) -> Result<Trace, TpchError> {
+pub fn trace(o: &Options) -> Result<Trace, BenchmarkError> {
     if o.scale == 0 || o.clients == 0 {
-        return Err(TpchError::Pgbench(
+        return Err(BenchmarkError::Pgbench(
             "scale and clients must be >= 1".to_string(),
         ));
     }
     if let Some(r) = o.rate {
         if !r.is_finite() || r <= 0.0 {
-            return Err(TpchError::Pgbench(format!("rate must be > 0, got {r}")));
+            return Err(BenchmarkError::Pgbench(format!(
+                "rate must be > 0, got {r}"
+            )));
         }
     }
     let script: &[Command] = match o.script {

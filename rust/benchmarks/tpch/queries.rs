@@ -7,8 +7,8 @@
 use super::dists::*;
 use super::fmt::{date_string, days_from_civil};
 use super::query_text::TEMPLATES;
-use super::rng::Rng;
-use super::TpchError;
+use super::{check_scale, TpchError};
+use crate::benchmarks::rng::Rng;
 use crate::trace::{templatize, Session, Statement, Template, Trace};
 
 const QUERY_TAG: u64 = 0x51_0000;
@@ -165,9 +165,7 @@ pub fn query(number: usize, scale: f64, seed: u64, stream: u64) -> Result<String
     if !(1..=22).contains(&number) {
         return Err(TpchError::QueryNumber(number));
     }
-    if !scale.is_finite() || scale <= 0.0 {
-        return Err(TpchError::Scale(scale));
-    }
+    check_scale(scale)?;
     let mut rng = Rng::for_row(seed, QUERY_TAG + stream, number as u64);
     Ok(substitute(
         TEMPLATES[number - 1],

@@ -2,8 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::dists::*;
-use super::tables::*;
+use super::*;
 
 fn rows_of(gen: &Generator, table: Table) -> Vec<Vec<String>> {
     let text = String::from_utf8(gen.table(table)).expect("COPY text is UTF-8");

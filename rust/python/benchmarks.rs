@@ -1,4 +1,4 @@
-//! Python surface of the built-in benchmarks: `dbgym._core.TpchGenerator`, the TPC-H queries
+//! Python surface of the built-in benchmarks (rust/benchmarks): `dbgym._core.TpchGenerator`, the TPC-H queries
 //! and the TPC-H / pgbench traces.
 
 use std::collections::HashMap;
@@ -9,10 +9,11 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::errors::{invalid, tpch_error};
+use super::errors::{benchmark_error, invalid, tpch_error};
 use super::trace::PyTrace;
-use crate::tpch::load::{self, LoadOptions, Progress};
-use crate::tpch::{pgbench, queries, Generator, Table, TpchError};
+use crate::benchmarks::pgbench;
+use crate::benchmarks::tpch::load::{self, LoadOptions, Progress};
+use crate::benchmarks::tpch::{queries, Generator, Table, TpchError, MAX_SCALE, MIN_SCALE};
 
 fn tables_of(names: Option<Vec<String>>) -> PyResult<Vec<Table>> {
     match names {
@@ -239,7 +240,7 @@ fn pgbench_trace(
     rate: Option<f64>,
     seed: u64,
 ) -> PyResult<PyTrace> {
-    let script = pgbench::Script::from_name(script).map_err(tpch_error)?;
+    let script = pgbench::Script::from_name(script).map_err(benchmark_error)?;
     let extended = match protocol {
         "simple" => false,
         "extended" => true,
@@ -258,13 +259,17 @@ fn pgbench_trace(
         rate,
         seed,
     };
-    let trace = py.detach(|| pgbench::trace(&opts)).map_err(tpch_error)?;
+    let trace = py
+        .detach(|| pgbench::trace(&opts))
+        .map_err(benchmark_error)?;
     Ok(PyTrace {
         inner: Arc::new(trace),
     })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("TPCH_MIN_SCALE", MIN_SCALE)?;
+    m.add("TPCH_MAX_SCALE", MAX_SCALE)?;
     m.add_class::<PyTpchGenerator>()?;
     m.add_function(wrap_pyfunction!(tpch_query, m)?)?;
     m.add_function(wrap_pyfunction!(tpch_template, m)?)?;

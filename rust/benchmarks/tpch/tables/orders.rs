@@ -1,9 +1,10 @@
 //! Orders and their lineitems: an order row needs its lines' prices, so both draw from the
 //! same per-order generator (the order's own, then one per line).
 
-use super::super::dists::*;
-use super::super::fmt;
-use super::super::rng::Rng;
+use crate::benchmarks::rng::Rng;
+use crate::benchmarks::tpch::dists::*;
+use crate::benchmarks::tpch::fmt;
+
 use super::{
     order_key, partsupp_suppkey, retail_cents, Generator, Table, CURRENT_DATE, END_DATE, LINE_TAG,
     START_DATE,

@@ -11,12 +11,13 @@ use rayon::prelude::*;
 
 use super::dists::*;
 use super::fmt::{self, days_from_civil};
-use super::rng::Rng;
 use super::text::{self, TextPool, POOL_BYTES};
-use super::TpchError;
+use super::{check_scale, TpchError};
+use crate::benchmarks::rng::Rng;
 
-#[path = "tables_orders.rs"]
 mod orders;
+#[cfg(test)]
+mod tests;
 
 /// The eight tables, in load order (referenced tables first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,9 +103,7 @@ pub struct Counts {
 
 impl Counts {
     pub fn new(scale: f64) -> Result<Counts, TpchError> {
-        if !scale.is_finite() || !(0.001..=100_000.0).contains(&scale) {
-            return Err(TpchError::Scale(scale));
-        }
+        check_scale(scale)?;
         let n = |base: f64| ((base * scale) + 1e-6).floor() as u64;
         Ok(Counts {
             supplier: n(10_000.0),

@@ -5,7 +5,7 @@
 //! of the pool. The pool is built once per generator from its seed.
 
 use super::dists::{self, Weighted};
-use super::rng::Rng;
+use crate::benchmarks::rng::Rng;
 
 /// Size of the sentence pool. dbgen uses 300 MB; a few MB give the same word statistics.
 pub const POOL_BYTES: usize = 4 << 20;
