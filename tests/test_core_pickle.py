@@ -55,8 +55,9 @@ def test_round_trip_keeps_every_statement(protocol: int) -> None:
     # the parameters and durations survive, not only the texts
     built = _traces()[3]
     back = pickle.loads(pickle.dumps(built, protocol=protocol))
-    assert back.statement(1) == (1, 10, 1, "SELECT $1, $2", ["a b", None], None)
-    assert back.statement(3)[4] == [""]
+    assert back.statement(1) == _core.Statement(1, 10, 1, "SELECT $1, $2", ["a b", None], None)
+    assert back.statement(3).params == [""]
+    assert back.statement(0).duration_us is None and back.statement(0).sql.startswith("SELECT")
 
 
 def test_bytes_that_are_no_trace_are_an_invalid_argument() -> None:
@@ -76,13 +77,13 @@ def _best_of(runs: int, f: Callable[[], Any]) -> tuple[float, Any]:
     return best, result
 
 
-def _worker(conn: Connection, expected_len: int, samples: dict[int, tuple[Any, ...]]) -> None:
+def _worker(conn: Connection, expected_len: int, samples: dict[int, _core.Statement]) -> None:
     """In the spawned child: receive the trace, check it, report back."""
     start = time.perf_counter()
     trace = conn.recv()  # unpickled here: Trace.from_bytes, no parsing
     took = time.perf_counter() - start
     ok = isinstance(trace, _core.Trace) and len(trace) == expected_len
-    ok = ok and all(trace.statement(i) == tuple(s) for i, s in samples.items())
+    ok = ok and all(trace.statement(i) == s for i, s in samples.items())
     conn.send((ok, len(trace), took))
     conn.close()
 
@@ -130,3 +131,16 @@ def test_a_100mb_log_reaches_a_spawned_worker_without_reparsing(
         f"pickle {len(data) / 1e6:.1f} MB, unpickle {unpickle_s * 1e3:.1f} ms "
         f"(child {child_unpickle_s * 1e3:.1f} ms incl. transfer)"
     )
+
+
+def test_statement_is_a_typed_value() -> None:
+    trace = _traces()[3]
+    st = trace.statement(-3)
+    assert (st.session, st.timestamp_us, st.template_id) == (1, 10, 1)
+    assert (st.sql, st.params, st.duration_us) == ("SELECT $1, $2", ["a b", None], None)
+    assert st == trace.statement(1)
+    assert st != trace.statement(0)
+    assert pickle.loads(pickle.dumps(st)) == st
+    assert "SELECT $1, $2" in repr(st)
+    with pytest.raises(AttributeError):
+        st.sql = "x"  # type: ignore[misc]

@@ -65,8 +65,8 @@ def test_cancel_stops_in_flight_statements_and_closes_connections(
     assert h.wait(10.0)
     assert time.monotonic() - t0 < 5.0
     r = h.result()
-    assert r["cancelled"] is True
-    assert r["executed"] == 0  # the cancelled statements are not recorded as run
+    assert r.cancelled is True
+    assert r.executed == 0  # the cancelled statements are not recorded as run
     assert wait_for_backends(server, 0) == 0
 
 
@@ -97,7 +97,7 @@ def test_progress_counter_advances(server: dbgym.PostgresInstance) -> None:
         seen.append(h.done())
     assert h.done() == n
     assert any(0 < s < n for s in seen), seen
-    assert h.result()["executed"] == n
+    assert h.result().executed == n
 
 
 @pytest.mark.parametrize("concurrency", [None, 1])

@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import ClassVar, Literal, cast
 
 import psycopg
 
@@ -41,8 +41,10 @@ TABLES: tuple[str, ...] = (
     "pgbench_tellers",
 )
 
-SCRIPTS: tuple[str, ...] = ("tpcb-like", "select-only")
-PROTOCOLS: tuple[str, ...] = ("simple", "extended")
+Script = Literal["tpcb-like", "select-only"]
+Protocol = Literal["simple", "extended"]
+SCRIPTS: tuple[Script, ...] = ("tpcb-like", "select-only")
+PROTOCOLS: tuple[Protocol, ...] = ("simple", "extended")
 
 _PROGRESS = re.compile(r"^(\d+) of (\d+) tuples")
 
@@ -155,11 +157,11 @@ class Pgbench(Benchmark):
 
     def make_trace(self, params: Mapping[str, JsonValue]) -> _core.Trace:
         return _core.pgbench_trace(
-            cast(str, params["script"]),
+            cast(Script, params["script"]),
             cast(int, params["scale"]),
             cast(int, params["clients"]),
             cast(int, params["transactions"]),
-            cast(str, params["protocol"]),
+            cast(Protocol, params["protocol"]),
             cast("float | None", params["rate"]),
             cast(int, params["seed"]),
         )

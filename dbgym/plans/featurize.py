@@ -53,16 +53,16 @@ class FeatureLayout:
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(catalog: _core.PlanCatalog, encoding: str) -> FeatureLayout:
+def _layout(catalog: _core.PlanCatalog, encoding: Encoding) -> FeatureLayout:
     raw = _core.feature_layout(catalog, encoding)
-    mask = raw["type_mask"]
+    mask = raw.type_mask
     mask.flags.writeable = False
     return FeatureLayout(
         encoding=encoding,
-        feature_names=tuple(raw["feature_names"]),
-        node_type_names=tuple(raw["node_type_names"]),
-        relationship_names=tuple(raw["relationship_names"]),
-        target_names=tuple(raw["target_names"]),
+        feature_names=tuple(raw.feature_names),
+        node_type_names=tuple(raw.node_type_names),
+        relationship_names=tuple(raw.relationship_names),
+        target_names=tuple(raw.target_names),
         type_mask=mask,
     )
 
@@ -189,16 +189,16 @@ def featurize(
     raw = _core.featurize_plans(plans, cat, encoding)  # decoded JSON is serialized in Rust
     return PlanBatch(
         layout=_layout(cat, encoding),
-        features=raw["features"],
-        node_type=raw["node_type"],
-        parent=raw["parent"],
-        relationship=raw["relationship"],
-        offsets=raw["offsets"],
-        left=raw["left"],
-        right=raw["right"],
-        targets=raw["targets"],
-        planning_time=raw["planning_time"],
-        execution_time=raw["execution_time"],
+        features=raw.features,
+        node_type=raw.node_type,
+        parent=raw.parent,
+        relationship=raw.relationship,
+        offsets=raw.offsets,
+        left=raw.left,
+        right=raw.right,
+        targets=raw.targets,
+        planning_time=raw.planning_time,
+        execution_time=raw.execution_time,
     )
 
 

@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -421,18 +421,18 @@ def replay(
         while not handle.wait(0.2) and time.monotonic() < deadline:
             pass
         raise
-    raw: dict[str, Any] = handle.result()
+    raw = handle.result()
     return ReplayResult(
-        template_id=raw["template_id"],
-        session=raw["session"],
-        connection=raw["connection"],
-        scheduled_ns=raw["scheduled_ns"],
-        start_ns=raw["start_ns"],
-        end_ns=raw["end_ns"],
-        sqlstate=raw["sqlstate"],
-        executed=int(raw["executed"]),
-        elapsed_ns=int(raw["elapsed_ns"]),
-        cancelled=bool(raw["cancelled"]),
+        template_id=raw.template_id,
+        session=raw.session,
+        connection=raw.connection,
+        scheduled_ns=raw.scheduled_ns,
+        start_ns=raw.start_ns,
+        end_ns=raw.end_ns,
+        sqlstate=raw.sqlstate,
+        executed=raw.executed,
+        elapsed_ns=raw.elapsed_ns,
+        cancelled=raw.cancelled,
         speed=speed,
         concurrency=concurrency,
     )

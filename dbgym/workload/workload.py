@@ -196,9 +196,17 @@ class Workload:
         ]
 
     def statement(self, i: int) -> StatementInfo:
-        session, ts, tid, sql, params, duration = self._trace.statement(i)
+        st = self._trace.statement(i)
         index = i if i >= 0 else i + len(self)
-        return StatementInfo(index, session, ts, tid, sql, tuple(params), duration)
+        return StatementInfo(
+            index,
+            st.session,
+            st.timestamp_us,
+            st.template_id,
+            st.sql,
+            tuple(st.params),
+            st.duration_us,
+        )
 
     def constants(self, i: int) -> list[str]:
         """Constants of statement `i` as written (`$n` for extended-protocol parameters)."""

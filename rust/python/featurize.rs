@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use numpy::ndarray::Array2;
-use numpy::IntoPyArray;
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyUntypedArrayMethods};
 use std::borrow::Cow;
 
 use pyo3::prelude::*;
@@ -259,15 +259,45 @@ fn json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Featurize EXPLAIN (FORMAT JSON) texts into a dict of numpy arrays (see
-/// `dbgym.plans.featurize` for the fields). Runs without the GIL.
+/// Featurized plans as numpy arrays (see `dbgym.plans.featurize.PlanBatch` for what each
+/// holds). `left`/`right` only for the "tcnn" encoding; `targets` only when a plan carries
+/// ANALYZE output.
+#[pyclass(name = "PlanFeatures", module = "dbgym._core", frozen, get_all)]
+pub struct PyPlanFeatures {
+    encoding: &'static str,
+    features: Py<PyArray2<f32>>,
+    node_type: Py<PyArray1<i32>>,
+    parent: Py<PyArray1<i32>>,
+    relationship: Py<PyArray1<i8>>,
+    offsets: Py<PyArray1<i64>>,
+    left: Option<Py<PyArray1<i32>>>,
+    right: Option<Py<PyArray1<i32>>>,
+    targets: Option<Py<PyArray2<f64>>>,
+    planning_time: Py<PyArray1<f64>>,
+    execution_time: Py<PyArray1<f64>>,
+}
+
+#[pymethods]
+impl PyPlanFeatures {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "PlanFeatures(encoding={:?}, {} nodes, {} plans)",
+            self.encoding,
+            self.node_type.bind(py).len(),
+            self.offsets.bind(py).len().saturating_sub(1)
+        )
+    }
+}
+
+/// Featurize EXPLAIN (FORMAT JSON) texts (or decoded JSON) into numpy arrays. Runs
+/// without the GIL.
 #[pyfunction]
-fn featurize_plans<'py>(
-    py: Python<'py>,
-    plans: &Bound<'py, PyAny>,
+fn featurize_plans(
+    py: Python<'_>,
+    plans: &Bound<'_, PyAny>,
     catalog: &PyPlanCatalog,
     encoding: &str,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<PyPlanFeatures> {
     let encoding = parse_encoding(encoding)?;
     let objs = plan_objects(plans)?;
     let texts = plan_texts(&objs)?;
@@ -277,32 +307,29 @@ fn featurize_plans<'py>(
         .map_err(plan_error)?;
 
     let n = batch.n_nodes();
-    let out = PyDict::new(py);
-    out.set_item("encoding", encoding.name())?;
     let features =
         Array2::from_shape_vec((n, batch.width), batch.features).map_err(internal_plan_error)?;
-    out.set_item("features", features.into_pyarray(py))?;
-    out.set_item("node_type", batch.node_type.into_pyarray(py))?;
-    out.set_item("parent", batch.parent.into_pyarray(py))?;
-    out.set_item("relationship", batch.relationship.into_pyarray(py))?;
-    out.set_item("offsets", batch.offsets.into_pyarray(py))?;
-    if encoding == Encoding::Tcnn {
-        out.set_item("left", batch.left.into_pyarray(py))?;
-        out.set_item("right", batch.right.into_pyarray(py))?;
+    let tcnn = encoding == Encoding::Tcnn;
+    let targets = if batch.targets.is_empty() {
+        None
     } else {
-        out.set_item("left", py.None())?;
-        out.set_item("right", py.None())?;
-    }
-    if batch.targets.is_empty() {
-        out.set_item("targets", py.None())?;
-    } else {
-        let targets = Array2::from_shape_vec((n, TARGET_NAMES.len()), batch.targets)
+        let t = Array2::from_shape_vec((n, TARGET_NAMES.len()), batch.targets)
             .map_err(internal_plan_error)?;
-        out.set_item("targets", targets.into_pyarray(py))?;
-    }
-    out.set_item("planning_time", batch.planning_time.into_pyarray(py))?;
-    out.set_item("execution_time", batch.execution_time.into_pyarray(py))?;
-    Ok(out)
+        Some(t.into_pyarray(py).unbind())
+    };
+    Ok(PyPlanFeatures {
+        encoding: encoding.name(),
+        features: features.into_pyarray(py).unbind(),
+        node_type: batch.node_type.into_pyarray(py).unbind(),
+        parent: batch.parent.into_pyarray(py).unbind(),
+        relationship: batch.relationship.into_pyarray(py).unbind(),
+        offsets: batch.offsets.into_pyarray(py).unbind(),
+        left: tcnn.then(|| batch.left.into_pyarray(py).unbind()),
+        right: tcnn.then(|| batch.right.into_pyarray(py).unbind()),
+        targets,
+        planning_time: batch.planning_time.into_pyarray(py).unbind(),
+        execution_time: batch.execution_time.into_pyarray(py).unbind(),
+    })
 }
 
 /// Parse the plans into the featurizer's node representation and drop them: the
@@ -315,29 +342,52 @@ fn parse_plans_only(py: Python<'_>, plans: &Bound<'_, PyAny>) -> PyResult<usize>
         .map_err(plan_error)
 }
 
-/// Column names, per-node-type column mask, node-type names and target names of an
-/// encoding under a catalog.
+/// The columns of an encoding under a catalog: feature names, the per-node-type column
+/// mask (bool, node types x features), node-type, relationship and target names.
+#[pyclass(name = "FeatureColumns", module = "dbgym._core", frozen, get_all)]
+pub struct PyFeatureColumns {
+    type_mask: Py<PyArray2<bool>>,
+    feature_names: Vec<String>,
+    node_type_names: Vec<String>,
+    relationship_names: Vec<String>,
+    target_names: Vec<String>,
+}
+
+#[pymethods]
+impl PyFeatureColumns {
+    fn __repr__(&self) -> String {
+        format!(
+            "FeatureColumns({} features, {} node types)",
+            self.feature_names.len(),
+            self.node_type_names.len()
+        )
+    }
+}
+
+/// The columns `featurize_plans` produces for `encoding` under `catalog`.
 #[pyfunction]
-fn feature_layout<'py>(
-    py: Python<'py>,
+fn feature_layout(
+    py: Python<'_>,
     catalog: &PyPlanCatalog,
     encoding: &str,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<PyFeatureColumns> {
     let layout = Layout::new(parse_encoding(encoding)?, &catalog.inner);
-    let out = PyDict::new(py);
     let mask = Array2::from_shape_vec((Layout::n_node_types(), layout.width()), layout.type_mask())
         .map_err(internal_plan_error)?;
-    out.set_item("type_mask", mask.into_pyarray(py))?;
-    out.set_item("feature_names", layout.names)?;
-    out.set_item("node_type_names", Layout::node_type_names())?;
-    out.set_item("relationship_names", Layout::relationship_names())?;
-    out.set_item("target_names", TARGET_NAMES.to_vec())?;
-    Ok(out)
+    Ok(PyFeatureColumns {
+        type_mask: mask.into_pyarray(py).unbind(),
+        feature_names: layout.names,
+        node_type_names: Layout::node_type_names(),
+        relationship_names: Layout::relationship_names(),
+        target_names: TARGET_NAMES.iter().map(|s| s.to_string()).collect(),
+    })
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_PLAN_DEPTH", featurize::MAX_PLAN_DEPTH)?;
     m.add_class::<PyPlanCatalog>()?;
+    m.add_class::<PyPlanFeatures>()?;
+    m.add_class::<PyFeatureColumns>()?;
     m.add_function(wrap_pyfunction!(featurize_plans, m)?)?;
     m.add_function(wrap_pyfunction!(parse_plans_only, m)?)?;
     m.add_function(wrap_pyfunction!(feature_layout, m)?)?;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use numpy::{PyArray1, PyFixedString};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 
 use super::errors::{invalid, replay_error};
 use super::trace::PyTrace;
@@ -61,27 +60,55 @@ impl PyReplayHandle {
         }))
     }
 
-    /// The result as a dict of numpy arrays (indexed like the trace's statements) and
-    /// scalars. Waits for the end; can be taken once.
-    fn result<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    /// The result: numpy columns indexed like the trace's statements, and totals. Waits
+    /// for the end; can be taken once.
+    fn result(&self, py: Python<'_>) -> PyResult<PyReplayColumns> {
         let r = py.detach(|| {
             let mut h = self.inner.lock().unwrap_or_else(|e| e.into_inner());
             h.take_result()
         });
         let r = r.map_err(replay_error)?;
-        let d = PyDict::new(py);
-        d.set_item("template_id", PyArray1::from_vec(py, r.template_id))?;
-        d.set_item("session", PyArray1::from_vec(py, r.session))?;
-        d.set_item("connection", PyArray1::from_vec(py, r.connection))?;
-        d.set_item("scheduled_ns", PyArray1::from_vec(py, r.scheduled_ns))?;
-        d.set_item("start_ns", PyArray1::from_vec(py, r.start_ns))?;
-        d.set_item("end_ns", PyArray1::from_vec(py, r.end_ns))?;
         let codes: Vec<PyFixedString<5>> = r.sqlstate.into_iter().map(Into::into).collect();
-        d.set_item("sqlstate", PyArray1::from_vec(py, codes))?;
-        d.set_item("executed", r.executed)?;
-        d.set_item("elapsed_ns", r.elapsed_ns)?;
-        d.set_item("cancelled", r.cancelled)?;
-        Ok(d)
+        Ok(PyReplayColumns {
+            template_id: PyArray1::from_vec(py, r.template_id).unbind(),
+            session: PyArray1::from_vec(py, r.session).unbind(),
+            connection: PyArray1::from_vec(py, r.connection).unbind(),
+            scheduled_ns: PyArray1::from_vec(py, r.scheduled_ns).unbind(),
+            start_ns: PyArray1::from_vec(py, r.start_ns).unbind(),
+            end_ns: PyArray1::from_vec(py, r.end_ns).unbind(),
+            sqlstate: PyArray1::from_vec(py, codes).unbind(),
+            executed: r.executed,
+            elapsed_ns: r.elapsed_ns,
+            cancelled: r.cancelled,
+        })
+    }
+}
+
+/// What a replay recorded: per statement (indexed like the trace) its template, session,
+/// connection slot (-1: did not run), scheduled/start/end times (ns since the replay clock
+/// started; -1: did not run) and SQLSTATE (b"" on success or when it did not run); the
+/// statements run, the elapsed time and whether the replay was cancelled.
+#[pyclass(name = "ReplayColumns", module = "dbgym._core", frozen, get_all)]
+pub struct PyReplayColumns {
+    template_id: Py<PyArray1<u32>>,
+    session: Py<PyArray1<u32>>,
+    connection: Py<PyArray1<i32>>,
+    scheduled_ns: Py<PyArray1<i64>>,
+    start_ns: Py<PyArray1<i64>>,
+    end_ns: Py<PyArray1<i64>>,
+    sqlstate: Py<PyArray1<PyFixedString<5>>>,
+    executed: u64,
+    elapsed_ns: i64,
+    cancelled: bool,
+}
+
+#[pymethods]
+impl PyReplayColumns {
+    fn __repr__(&self) -> String {
+        format!(
+            "ReplayColumns(executed={}, elapsed_ns={}, cancelled={})",
+            self.executed, self.elapsed_ns, self.cancelled
+        )
     }
 }
 
@@ -235,6 +262,7 @@ fn trace_from_statements(
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyReplayHandle>()?;
+    m.add_class::<PyReplayColumns>()?;
     m.add_function(wrap_pyfunction!(replay_start, m)?)?;
     m.add_function(wrap_pyfunction!(trace_from_statements, m)?)?;
     Ok(())

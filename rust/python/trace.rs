@@ -136,21 +136,17 @@ impl PyTrace {
         )
     }
 
-    /// Statement `i` as `(session, timestamp_us, template_id, sql, params, duration_us)`.
-    #[allow(clippy::type_complexity)]
-    fn statement(
-        &self,
-        i: isize,
-    ) -> PyResult<(u32, i64, u32, String, Vec<Option<String>>, Option<i64>)> {
+    /// Statement `i` (negative counts from the end).
+    fn statement(&self, i: isize) -> PyResult<PyStatement> {
         let s = &self.inner.statements[self.index(i)?];
-        Ok((
-            s.session,
-            s.timestamp_us,
-            s.template_id,
-            s.sql.clone(),
-            s.params.clone(),
-            s.duration_us,
-        ))
+        Ok(PyStatement {
+            session: s.session,
+            timestamp_us: s.timestamp_us,
+            template_id: s.template_id,
+            sql: s.sql.clone(),
+            params: s.params.clone(),
+            duration_us: s.duration_us,
+        })
     }
 
     /// The constants of statement `i` as written in its text (`$n` for parameters).
@@ -183,6 +179,71 @@ impl PyTrace {
         Ok(PyTrace {
             inner: Arc::new(self.inner.subset(&idx)),
         })
+    }
+}
+
+/// One statement of a trace: its session (index into `Trace.sessions()`), start time
+/// (microseconds), template id, text, extended-protocol parameters (text, None = NULL; empty
+/// for the simple protocol) and logged duration (microseconds, None if not logged).
+#[pyclass(name = "Statement", module = "dbgym._core", frozen, get_all, eq)]
+#[derive(Clone, PartialEq)]
+pub struct PyStatement {
+    session: u32,
+    timestamp_us: i64,
+    template_id: u32,
+    sql: String,
+    params: Vec<Option<String>>,
+    duration_us: Option<i64>,
+}
+
+#[pymethods]
+impl PyStatement {
+    #[new]
+    #[pyo3(signature = (session, timestamp_us, template_id, sql, params=Vec::new(), duration_us=None))]
+    fn new(
+        session: u32,
+        timestamp_us: i64,
+        template_id: u32,
+        sql: String,
+        params: Vec<Option<String>>,
+        duration_us: Option<i64>,
+    ) -> Self {
+        PyStatement {
+            session,
+            timestamp_us,
+            template_id,
+            sql,
+            params,
+            duration_us,
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> (
+        Bound<'py, pyo3::types::PyType>,
+        (u32, i64, u32, String, Vec<Option<String>>, Option<i64>),
+    ) {
+        let s = slf.get();
+        (
+            slf.get_type(),
+            (
+                s.session,
+                s.timestamp_us,
+                s.template_id,
+                s.sql.clone(),
+                s.params.clone(),
+                s.duration_us,
+            ),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Statement(session={}, timestamp_us={}, template_id={}, sql={:?}, params={:?}, duration_us={:?})",
+            self.session, self.timestamp_us, self.template_id, self.sql, self.params, self.duration_us
+        )
     }
 }
 
@@ -299,6 +360,7 @@ fn templatize(sql: &str) -> (String, Vec<String>) {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrace>()?;
+    m.add_class::<PyStatement>()?;
     m.add_class::<PyParseStats>()?;
     m.add_function(wrap_pyfunction!(parse_log, m)?)?;
     m.add_function(wrap_pyfunction!(parse_sql, m)?)?;
