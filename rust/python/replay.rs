@@ -1,5 +1,5 @@
 //! Python surface of the replay engine: `replay_start(...) -> ReplayHandle` (polled by
-//! dbgym/workload/replay.py for progress and Ctrl-C) and `trace_from_statements`, a trace
+//! dbgym/replayer/run.py for progress and Ctrl-C) and `trace_from_statements`, a trace
 //! built from explicit statements (programmatic workloads, tests, benches).
 
 use std::collections::HashMap;
@@ -112,7 +112,7 @@ impl PyReplayColumns {
     }
 }
 
-/// Starts a replay; see dbgym/workload/replay.py for the meaning of the options.
+/// Starts a replay; see dbgym/replayer/run.py for the meaning of the options.
 #[pyfunction]
 #[pyo3(signature = (trace, dsn, *, speed=None, concurrency=None, statement_timeout_ms=None,
                     template_settings=None, threads=None, identity="dsn"))]
