@@ -123,11 +123,10 @@ def test_benchmark_workloads_carry_templatizer_templates() -> None:
 
 
 def test_the_tpch_scale_limit_has_one_source() -> None:
-    """Python takes the generator's limit from the extension (`_core.TPCH_MAX_SCALE`, 300.0
-    until an extension that exports it is installed); the spec, the loader and the query
-    functions all check against that one value, and so does Rust."""
-    exported = getattr(_core, "TPCH_MAX_SCALE", None)
-    assert (float(exported) if exported is not None else 300.0) == tpch.MAX_SCALE
+    """Python takes the generator's limit from the extension (`_core.TPCH_MAX_SCALE`); the
+    spec, the loader and the query functions all check against that one value, and so does
+    Rust."""
+    assert tpch.MAX_SCALE == _core.TPCH_MAX_SCALE == 300.0
     assert tpch.check_scale(tpch.MAX_SCALE) == tpch.MAX_SCALE
     above = tpch.MAX_SCALE * 1.01
     calls = (
@@ -139,6 +138,5 @@ def test_the_tpch_scale_limit_has_one_source() -> None:
     for call in calls:
         with pytest.raises(SpecError, match=f"scale must be in .*{tpch.MAX_SCALE:g}"):
             call()
-    if exported is not None:  # the generator itself refuses what Python refuses
-        with pytest.raises(dbgym.errors.DbgymError):
-            _core.TpchGenerator(above, 1)
+    with pytest.raises(dbgym.errors.InvalidArgumentError):  # Rust refuses what Python refuses
+        _core.TpchGenerator(above, 1)

@@ -1,6 +1,6 @@
 """pgbench: schema and data through the `pgbench -i` tool, and workloads of its built-in scripts.
 
-The workload statements are exactly what pgbench sends (see rust/tpch/pgbench.rs): for
+The workload statements are exactly what pgbench sends (see rust/benchmarks/pgbench.rs): for
 `protocol="simple"` the text with literals, for `"extended"` the `$n` text plus parameters.
 """
 

@@ -1,9 +1,9 @@
 """TPC-H: schema, loading (Rust generator streamed with COPY) and the 22 queries.
 
-The data generator and the query parameter substitution are in Rust (rust/tpch/); this module
-holds the schema and drives a load: create tables, COPY every table (one COPY per table, tables
-in parallel over several connections), then primary/foreign keys, secondary indexes and
-VACUUM (FREEZE, ANALYZE).
+The data generator and the query parameter substitution are in Rust (rust/benchmarks/tpch/);
+this module holds the schema and drives a load: create tables, COPY every table (one COPY per
+table, tables in parallel over several connections), then primary/foreign keys, secondary
+indexes and VACUUM (FREEZE, ANALYZE).
 """
 
 from __future__ import annotations
@@ -48,14 +48,10 @@ TABLES: tuple[str, ...] = (
 #: Default seed of the TPC-H generator and query parameters.
 DEFAULT_SEED = 15721
 
-#: The smallest TPC-H scale factor the generator takes.
-MIN_SCALE = 0.001
-
-#: The largest TPC-H scale factor: order keys are `integer`, so 6,000,000 * SF * 4 must stay
-#: below 2^31. The Rust generator owns the limit and exports it as `_core.TPCH_MAX_SCALE`;
-#: 300.0 stands in only while the installed extension predates that export. Nothing else in
-#: Python spells the limit.
-MAX_SCALE: float = float(getattr(_core, "TPCH_MAX_SCALE", 300.0))
+#: The TPC-H scale factors the generator takes. The Rust generator owns both limits (order
+#: keys are `integer`, so 6,000,000 * SF must stay below 2^31); nothing in Python spells them.
+MIN_SCALE: float = _core.TPCH_MIN_SCALE
+MAX_SCALE: float = _core.TPCH_MAX_SCALE
 
 SCHEMA: dict[str, str] = {
     "region": """CREATE TABLE region (
