@@ -109,16 +109,11 @@ def redact(text: str, *passwords: str | None) -> str:
     return out
 
 
-def secrets_of(items: Iterable[str | None]) -> list[str]:
-    """The passwords among `items`: a DSN contributes its password, anything else is
-    taken as a password itself."""
-    out: list[str] = []
-    for item in items:
-        if not item:
-            continue
-        found = password_of(item) if ("=" in item or "://" in item) else None
-        out.append(found if found is not None else item)
-    return out
+def secrets_of(dsns: Iterable[str | None], passwords: Iterable[str | None] = ()) -> list[str]:
+    """The passwords to scrub: each DSN's own password (a DSN without one contributes
+    nothing) and each of `passwords`."""
+    found = (password_of(dsn) for dsn in dsns if dsn)
+    return [secret for secret in (*found, *passwords) if secret]
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:
@@ -212,13 +207,13 @@ def scrubs(*params: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 @contextlib.contextmanager
-def guard(*dsns_or_passwords: str | None) -> Iterator[None]:
+def guard(*dsns: str | None) -> Iterator[None]:
     """Scrub any exception that leaves the block (and its chain) of the passwords of
-    `dsns_or_passwords` (DSNs contribute their password) and of every DSN password."""
+    `dsns` and of every DSN password it quotes."""
     try:
         yield
     except BaseException as exc:
-        scrub_exception(exc, *secrets_of(dsns_or_passwords))
+        scrub_exception(exc, *secrets_of(dsns))
         raise
 
 
@@ -286,7 +281,7 @@ def safe_connect(dsn: str, what: str = "cannot connect", **kwargs: Any) -> psyco
     InvalidArgumentError for a connection string libpq cannot parse, ConnectError (an
     InstanceError) when the server cannot be reached or refuses the login. `what`
     starts the message ("cannot connect to load TPC-H")."""
-    secrets = secrets_of([dsn, kwargs.get("password")])
+    secrets = secrets_of([dsn], [kwargs.get("password")])
     try:
         return psycopg.connect(dsn, **kwargs)
     except psycopg.ProgrammingError as exc:  # libpq cannot parse the connection string

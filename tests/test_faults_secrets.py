@@ -22,6 +22,7 @@ import pytest
 import dbgym
 from dbgym import redact
 from dbgym.benchmarks import pgbench, tpch
+from dbgym.errors import InvalidArgumentError
 from dbgym.observe import KnobStateObserver, MetricsObserver
 from dbgym.plans.catalog import PlanCatalog
 from dbgym.state.dump import copy_database, restore_dump
@@ -204,3 +205,12 @@ def test_redact_dsn_forms() -> None:
     assert redact.password_of(f"host=h password='{PW} x'") == f"{PW} x"
     text = f'invalid percent-encoded token: "{PW}%zz"'
     assert redact.redact(text, f"{PW}%zz") == 'invalid percent-encoded token: "***"'
+
+
+def test_a_dsn_without_a_password_is_shown_not_masked() -> None:
+    """Redaction masks passwords only: a malformed DSN that holds none is quoted as it is,
+    so the user sees what is wrong with it."""
+    w = dbgym.Workload.benchmark("pgbench", transactions=1)
+    with pytest.raises(InvalidArgumentError) as caught:
+        dbgym.replay("postgresql://[nope", w)
+    assert '"postgresql://[nope"' in str(caught.value)
