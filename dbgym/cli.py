@@ -2,7 +2,9 @@
 
 Sub-command groups live next to the code they drive and are attached here:
 - dbgym/dbms/cli.py      -> doctor, clean, docker build-image, instance smoke
-- dbgym/workload/cli.py  -> workload inspect / replay / state
+- dbgym/workload/cli.py  -> workload inspect (the group)
+- dbgym/replayer/cli.py  -> workload replay
+- dbgym/state/cli.py     -> workload state build|list|clear
 
 Errors have one handler (`_Group.invoke`): a command raises a DbgymError (or the user
 presses Ctrl-C), and the command prints `error: <message>` to stderr and exits with the
@@ -21,6 +23,8 @@ from typer.core import TyperGroup
 from dbgym import __version__
 from dbgym.dbms.cli import register as register_dbms
 from dbgym.errors import DbgymError, exit_code
+from dbgym.replayer.cli import register_replay
+from dbgym.state.cli import register_state
 from dbgym.workload.cli import register as register_workload
 
 
@@ -65,7 +69,9 @@ def version() -> None:
 
 
 register_dbms(app)
-register_workload(app)
+_workload = register_workload(app)
+register_replay(_workload)
+register_state(_workload)
 
 
 def main() -> None:

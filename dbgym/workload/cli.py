@@ -1,4 +1,5 @@
-"""CLI commands for workloads: `dbgym workload inspect|replay|state`."""
+"""The `dbgym workload` group and its `inspect` command (dbgym/cli.py attaches `replay` and
+`state`, which live beside their code)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,6 @@ from typing import Annotated
 
 import typer
 
-from dbgym.replayer.cli import register_replay
-from dbgym.state.cli import register_state
 from dbgym.workload.cli_options import Lenient, LogFormat, LogLinePrefix, Top
 
 workload_app = typer.Typer(
@@ -16,12 +15,12 @@ workload_app = typer.Typer(
 )
 
 
-def register(app: typer.Typer) -> None:
-    """Attach this module's commands to the top-level `dbgym` app."""
+def register(app: typer.Typer) -> typer.Typer:
+    """Attach the `workload` group (with `inspect`) to the top-level `dbgym` app; returns
+    the group, for the commands of other packages."""
     _register_inspect(workload_app)
-    register_replay(workload_app)
-    register_state(workload_app)
     app.add_typer(workload_app)
+    return workload_app
 
 
 # -- inspect (helper "trace") ---------------------------------------------------------
