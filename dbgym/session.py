@@ -41,7 +41,6 @@ import contextlib
 import enum
 import math
 import select
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -52,6 +51,7 @@ import psycopg
 import dbgym._core as _core
 import dbgym.dbms.indexes as indexes_ddl
 import dbgym.redact as redact
+import dbgym.retry as retry
 from dbgym.dbms.indexes import IndexSpec as IndexSpec  # (also dbgym.session.IndexSpec)
 from dbgym.dbms.instance import LifecycleEvent, PostgresInstance
 from dbgym.dbms.knobs import KnobChange
@@ -493,9 +493,8 @@ class DbSession:
                 f"waiting {ready_timeout:g}s for the running server to accept connections ({error})"
             )
         log: list[str] = []
-        for attempt in range(1, attempts + 1):
-            if attempt > 1 and backoff > 0:
-                time.sleep(backoff * 2 ** (attempt - 2))
+        for n in retry.attempts(tries=attempts, first=backoff):
+            attempt = n + 1
             try:
                 inst.stop("immediate")
                 inst.start()
@@ -522,10 +521,8 @@ class DbSession:
     def _await_connection(self, timeout: float) -> str | None:
         """Poll until the running server answers on the admin connection; None when it
         does, else the last error (also when the server process died meanwhile)."""
-        deadline = time.monotonic() + timeout
-        delay = 0.01
         last = ""
-        while True:
+        for _ in retry.attempts(timeout, first=0.01, cap=0.2):
             if self._instance is not None and not self._instance.alive():
                 return f"the server died ({last})" if last else "the server died"
             try:
@@ -533,10 +530,7 @@ class DbSession:
                 return None
             except (InstanceError, psycopg.Error) as exc:
                 last = _first_line(exc)
-            if time.monotonic() >= deadline:
-                return last
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+        return last
 
     def apply(
         self,

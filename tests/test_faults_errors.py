@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 import dbgym
+from dbgym import retry
 from dbgym.dbms import procs
 from dbgym.errors import (
     ConnectError,
@@ -40,7 +41,7 @@ def kill_server(inst: dbgym.PostgresInstance) -> None:
         import docker
 
         docker.from_env().containers.get(fields["container_id"]).kill()
-    assert procs.poll_until(lambda: not inst.backend_impl.is_running(), 10.0)
+    assert retry.poll_until(lambda: not inst.backend_impl.is_running(), 10.0)
 
 
 def test_connect_to_a_dead_server_is_server_crashed(backend: str) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import dbgym
+from dbgym import retry
 from dbgym.dbms import instance_registry, procs
 from dbgym.state.cache import StateCache
 from tests.conftest import docker_unavailable_reason
@@ -32,7 +33,7 @@ def test_local_server_dies_with_its_killed_owner(
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=30)
     # no `dbgym clean`, no launch: the postmaster got SIGQUIT when its owner died
-    gone = procs.poll_until(lambda: not processes_using(datadir), 5.0, first=0.01)
+    gone = retry.poll_until(lambda: not processes_using(datadir), 5.0, first=0.01)
     assert gone, f"still running: {processes_using(datadir)}"
     # its files wait for the next launch (or dbgym clean)
     with dbgym.PostgresInstance.launch():

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 import pytest
 
 import dbgym
-from dbgym.errors import DbgymError
+import dbgym.dbms.instance as instance_module
+from dbgym.dbms.backend import PortInUseError
+from dbgym.errors import DbgymError, PostgresStartError
 from tests.instance_checks import instance_fields, leftovers
 
 
@@ -115,3 +120,42 @@ def test_init_from_rejects_non_datadir(tmp_path: Path) -> None:
 def test_unknown_backend_is_clear() -> None:
     with pytest.raises(dbgym.errors.InvalidArgumentError, match="unknown backend 'nope'"):
         dbgym.PostgresInstance.launch(backend="nope")
+
+
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A port on 127.0.0.1 another process (this test) listens on."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_a_taken_fixed_port_is_port_in_use(backend: str, reachable_tmp: Path) -> None:
+    # local: the server exits saying so in its log; docker: the engine cannot publish it.
+    # A port the caller fixed is never swapped for another.
+    workdir = reachable_tmp / "wd"
+    with taken_port() as port, pytest.raises(PortInUseError) as caught:
+        dbgym.PostgresInstance.launch(backend=backend, port=port, workdir=workdir)
+    assert caught.value.port == port and isinstance(caught.value, PostgresStartError)
+    assert f"port {port} is taken" in str(caught.value)
+    assert not workdir.exists(), "the failed launch removed what it created"
+
+
+def test_a_taken_picked_port_is_retried_with_another(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race the retry exists for: the port was free when picked, and another process
+    # bound it before the server (local) or the container (docker, during initdb) did.
+    # The first pick is made to be that port; the launch moves on to a free one.
+    with taken_port() as port:
+        picks = [port]
+        pick_free = instance_module.free_port
+        monkeypatch.setattr(
+            instance_module, "free_port", lambda: picks.pop() if picks else pick_free()
+        )
+        with dbgym.PostgresInstance.launch(backend=backend) as inst:
+            assert picks == [], "the taken port was tried first"
+            assert inst.port != port
+            with inst.connect() as conn:
+                assert conn.execute("SHOW port").fetchone() == (str(inst.port),)

@@ -18,7 +18,8 @@ directory always lives ON THE HOST for every backend:
 Lifecycle as the core drives it::
 
     backend.prepare(workdir)                    # checks, permissions (BackendUnavailableError)
-    backend.initdb(datadir, superuser, pwfile)  # skipped when launching from an exported datadir
+    backend.initdb(datadir, superuser, pwfile, port)  # skipped when launching from an
+                                                # exported datadir
     backend.start(datadir, port)                # spawn, return at once
     ... core polls backend.is_running() and datadir/postmaster.pid, then connects ...
     backend.stop("fast" | "immediate")          # blocks until every server process is gone
@@ -29,7 +30,14 @@ Contract details a backend must honour:
 
 - `start` must not block on readiness; if the server dies during start-up,
   `is_running()` must turn False and `recent_log_lines()` must return the log of that
-  start attempt (the core turns it into `PostgresStartError`).
+  start attempt (the core turns it into `PostgresStartError`). The server log is
+  `server_log` (the server's stderr); `start` marks where the attempt's lines begin
+  (`_mark_log_start`), and the base class reads them from there.
+- The core picks the host port (a free one unless the caller fixed it). A backend that
+  finds it taken when it binds it (a container publishing it, in `initdb` or `start`)
+  raises `PortInUseError` having done nothing else; a server that exits because its port
+  is taken is recognised by the core from the server log (`port_taken`). Either way the
+  core's one retry loop picks another port, unless the caller fixed it.
 - The server's files must stay readable and writable by the calling process (root, or
   the same uid as the caller), because the core copies them; files it creates get the
   owner `datadir_owner()` says.
@@ -52,14 +60,34 @@ anything is started (the state cache keys on it).
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from dbgym.errors import BackendUnavailableError
+from dbgym.errors import BackendUnavailableError, PostgresStartError
 from dbgym.registry import Registry
 
 StopMode = Literal["fast", "immediate"]
+
+
+class PortInUseError(PostgresStartError):
+    """The server's host port is taken (another process bound it after the core picked
+    it, or the caller's fixed port is busy). The core retries a port it picked itself."""
+
+    def __init__(self, port: int, message: str, log_lines: list[str] | None = None) -> None:
+        super().__init__(message, log_lines)
+        self.port = port
+
+
+#: PostgreSQL's start-up error when it cannot bind its port ("could not bind IPv4
+#: address "127.0.0.1": Address already in use"), as the server log shows it.
+_PORT_TAKEN = re.compile(r"could not bind .*: Address already in use")
+
+
+def port_taken(log_lines: list[str]) -> bool:
+    """Whether a server's log says it exited because its TCP port was taken."""
+    return any(_PORT_TAKEN.search(line) for line in log_lines)
 
 
 @dataclass
@@ -95,6 +123,10 @@ class Backend(abc.ABC):
     #: The memory limit the server runs under, as the caller gave it (docker: "512m" or
     #: bytes); the core refuses knobs whose shared memory would not fit. None: no limit.
     memory_limit: str | int | None = None
+    #: The server log (its stderr; `workdir/server.log`), set by `prepare`.
+    server_log: Path | None = None
+    #: Where the current start attempt's lines begin in `server_log` (`_mark_log_start`).
+    _log_offset: int = 0
 
     def expected_postmaster_pid(self) -> int | None:
         """The pid line 1 of postmaster.pid must hold (host pid namespace), if known."""
@@ -129,16 +161,13 @@ class Backend(abc.ABC):
         """Client addresses (as the server sees them) that may connect over TCP."""
         return ["127.0.0.1/32"]
 
-    def planned_port(self) -> int | None:
-        """A host port the backend already set up during initdb (e.g. published by the
-        container it created for it); the core uses it unless the caller fixed a port."""
-        return None
-
     @abc.abstractmethod
-    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path, port: int) -> None:
         """Create a new cluster in `datadir` (UTF8, C locale) with that superuser/password.
 
         `pwfile` (inside the workdir, readable by the server user) holds the password.
+        `port` is the host port the server will use; a backend that sets up its network
+        here (e.g. a container publishing the port) raises PortInUseError if it is taken.
         """
 
     @abc.abstractmethod
@@ -153,9 +182,25 @@ class Backend(abc.ABC):
     def stop(self, mode: StopMode, timeout: float = 60.0) -> None:
         """Stop the server ("fast": clean shutdown, "immediate": discard); idempotent."""
 
-    @abc.abstractmethod
+    def _mark_log_start(self) -> None:
+        """Note the end of `server_log` as the start of the next attempt's lines (in `start`,
+        before the server is spawned)."""
+        try:
+            self._log_offset = self.server_log.stat().st_size if self.server_log else 0
+        except FileNotFoundError:
+            self._log_offset = 0
+
     def recent_log_lines(self, limit: int = 200) -> list[str]:
         """Server-log lines of the most recent start attempt (newest last)."""
+        if self.server_log is None:
+            return []
+        try:
+            with open(self.server_log, "rb") as f:
+                f.seek(self._log_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        return data.decode(errors="replace").splitlines()[-limit:]
 
     @abc.abstractmethod
     def remove(self) -> None:

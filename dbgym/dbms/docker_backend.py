@@ -33,17 +33,18 @@ import errno
 import os
 import re
 import select
-import socket
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import dbgym.dbms.procs as procs
+import dbgym.retry as retry
 from dbgym.dbms.backend import (
     Backend,
     BackendOptions,
     DoctorReport,
+    PortInUseError,
     StopMode,
     initdb_options,
     server_options,
@@ -107,12 +108,6 @@ def _client(timeout: int = 60) -> Any:
     return docker_client(timeout)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class _Watched:
     """A process (not our child) whose end is polled cheaply: through a pidfd (one poll
     syscall, immune to pid reuse), else by its pid and start time in /proc."""
@@ -170,7 +165,6 @@ class DockerBackend(Backend):
         self._init: _Watched | None = None  # the container's init, seen from this host
         self._port: int | None = None
         self._attempt = 0
-        self._log_offset = 0
         self._next_state_check = 0.0
         is_root = os.geteuid() == 0
         self.uid = self.image.uid if is_root else os.geteuid()
@@ -198,6 +192,7 @@ class DockerBackend(Backend):
     def prepare(self, workdir: Path) -> None:
         self._workdir = workdir
         self._run = workdir / "run"
+        self.server_log = workdir / "server.log"
         self._run.mkdir(mode=0o700, exist_ok=True)
         fifo = self._run / "control"
         if not fifo.exists():
@@ -273,10 +268,10 @@ class DockerBackend(Backend):
             **owner_labels(),
         }
 
-    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
-        """Create the instance's container (port chosen here, see `planned_port`) and run
-        initdb in it."""
-        self._ensure_container(datadir, None)
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path, port: int) -> None:
+        """Create the instance's container, publishing `port` (PortInUseError if it is
+        taken), and run initdb in it."""
+        self._ensure_container(datadir, port)
         cmd = ["initdb", *initdb_options(datadir, superuser, pwfile)]
         result = self._container.exec_run(
             cmd,
@@ -322,26 +317,15 @@ class DockerBackend(Backend):
         found = re.search(rb"^oom_kill (\d+)$", result.output or b"", re.MULTILINE)
         return found is not None and int(found.group(1)) > 0
 
-    def planned_port(self) -> int | None:
-        return self._port
-
     # -- the container ----------------------------------------------------------------
-    def _ensure_container(self, datadir: Path, port: int | None) -> None:
-        """A running container publishing `port` (None: any free port, retried if taken)."""
-        if self._container is not None and port is not None and self._port != port:
+    def _ensure_container(self, datadir: Path, port: int) -> None:
+        """A running container publishing `port` (PortInUseError if it is taken)."""
+        if self._container is not None and self._port != port:
             self._remove_container()  # the published port is fixed per container
         if self._container is not None and not self._container_running():
             self._remove_container()
-        if self._container is not None:
-            return
-        for attempt in range(5):
-            try:
-                self._create_container(datadir, port if port is not None else _free_port())
-                return
-            except PostgresStartError as exc:
-                taken = any("already in use" in line for line in exc.log_lines)
-                if port is not None or not taken or attempt == 4:
-                    raise
+        if self._container is None:
+            self._create_container(datadir, port)
 
     def _create_container(self, datadir: Path, port: int) -> None:
         import docker.errors
@@ -377,10 +361,11 @@ class DockerBackend(Backend):
         except docker.errors.APIError as exc:
             self._remove_container()
             msg = str(exc)
-            lines = [msg]
-            if "allocated" in msg or "address already in use" in msg:
-                lines.append(f"port {port} is already in use")  # the core retries another
-            raise PostgresStartError(f"cannot start the container: {msg}", lines) from exc
+            if "allocated" in msg or "address already in use" in msg:  # the engine's words
+                raise PortInUseError(
+                    port, f"cannot start the container: host port {port} is taken: {msg}", [msg]
+                ) from exc
+            raise PostgresStartError(f"cannot start the container: {msg}", [msg]) from exc
         self._init = self._init_process()
 
     def _init_process(self) -> _Watched | None:
@@ -432,31 +417,29 @@ class DockerBackend(Backend):
     def _send(self, line: str, timeout: float = 30.0) -> None:
         """Write one command line to the supervisor's FIFO (waits until it listens)."""
         assert self._run is not None
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
-        while True:
+        fd: int | None = None
+        for _ in retry.attempts(timeout, first=0.0005, cap=0.02):
             try:
                 fd = os.open(self._run / "control", os.O_WRONLY | os.O_NONBLOCK)
+                break
             except OSError as exc:
                 if exc.errno != errno.ENXIO:  # ENXIO: no reader yet (container starting)
                     raise
-                if time.monotonic() > deadline or not self._container_running():
-                    logs = ""
-                    if self._container is not None:
-                        with contextlib.suppress(Exception):
-                            logs = self._container.logs(tail=20).decode(errors="replace")
-                    raise PostgresStartError(
-                        f"the container's supervisor does not listen ({line.split()[0]})",
-                        logs.splitlines(),
-                    ) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.02)
-                continue
-            try:
-                os.write(fd, (line + "\n").encode())
-            finally:
-                os.close(fd)
-            return
+            if not self._container_running():
+                break
+        if fd is None:
+            logs = ""
+            if self._container is not None:
+                with contextlib.suppress(Exception):
+                    logs = self._container.logs(tail=20).decode(errors="replace")
+            raise PostgresStartError(
+                f"the container's supervisor does not listen ({line.split()[0]})",
+                logs.splitlines(),
+            )
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
 
     # -- running ----------------------------------------------------------------------
     def start(self, datadir: Path, port: int) -> None:
@@ -464,8 +447,7 @@ class DockerBackend(Backend):
         if self.is_running():
             raise PostgresStartError("server already running")
         self._ensure_container(datadir, port)
-        log = self._workdir / "server.log" if self._workdir else None
-        self._log_offset = log.stat().st_size if log is not None and log.exists() else 0
+        self._mark_log_start()
         self._attempt += 1
         for pattern in ("exited.*", "pid.*"):
             for stale in self._run.glob(pattern):
@@ -495,13 +477,13 @@ class DockerBackend(Backend):
         """The postmaster's pid inside the container, once the supervisor wrote it."""
         assert self._run is not None
         path = self._run / f"pid.{self._attempt}"
-        deadline = time.monotonic() + timeout
-        while not self._exited():
+        for _ in retry.attempts(timeout, first=0.001, cap=0.001):
+            if self._exited():
+                return None
             with contextlib.suppress(OSError, ValueError):
                 return int(path.read_text())
-            if time.monotonic() > deadline or not self.is_running():
+            if not self.is_running():
                 return None  # (the container died before the supervisor spawned it)
-            time.sleep(0.001)
         return None
 
     def expected_postmaster_pid(self) -> int | None:
@@ -528,29 +510,15 @@ class DockerBackend(Backend):
             except PostgresStartError:
                 pass  # the supervisor is gone (the container died meanwhile): remove it
         if sent:
-            deadline = time.monotonic() + timeout
-            delay = 0.0005
-            while not self._exited() and time.monotonic() < deadline:
-                if not self.is_running():  # the container died (checked once a second)
-                    break
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
+            # (is_running: the container died; its API state is checked once a second)
+            retry.poll_until(
+                lambda: self._exited() or not self.is_running(), timeout, first=0.0005, cap=0.005
+            )
             if self._exited():
                 return
         # The server did not stop in time (or never wrote its pid): kill the container
         # (ports and mounts survive: start() recreates it).
         self._remove_container()
-
-    def recent_log_lines(self, limit: int = 200) -> list[str]:
-        if self._workdir is None:
-            return []
-        log = self._workdir / "server.log"
-        if not log.exists():
-            return []
-        with open(log, "rb") as f:
-            f.seek(self._log_offset)
-            data = f.read()
-        return data.decode(errors="replace").splitlines()[-limit:]
 
     def remove(self) -> None:
         try:

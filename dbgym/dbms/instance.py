@@ -27,10 +27,17 @@ import dbgym.dbms.filecopy as filecopy
 import dbgym.dbms.instance_registry as instance_registry
 import dbgym.dbms.knobs as kn
 import dbgym.dbms.lifecycle as lifecycle
-import dbgym.dbms.procs as procs
 import dbgym.dbms.snapshot as snap
 import dbgym.redact as redact
-from dbgym.dbms.backend import Backend, BackendOptions, StopMode, backend_class
+import dbgym.retry as retry
+from dbgym.dbms.backend import (
+    Backend,
+    BackendOptions,
+    PortInUseError,
+    StopMode,
+    backend_class,
+    port_taken,
+)
 from dbgym.errors import (
     DbgymError,
     InstanceClosedError,
@@ -45,6 +52,8 @@ from dbgym.errors import (
 SUPERUSER = "dbgym"
 DATABASE = "postgres"
 START_TIMEOUT = 60.0
+#: How many ports a start tries when the ones it picked turn out taken (see _on_free_port).
+PORT_ATTEMPTS = 5
 _SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _RELEVANT = re.compile(r"\b(FATAL|PANIC|ERROR|DETAIL|HINT|CONTEXT)\b|could not|invalid", re.I)
 _OWNED_PATHS = ["data", "snapshots", "run", "server.log", ".pwfile"]
@@ -167,6 +176,8 @@ class PostgresInstance:
         try:
             inst._write_registry()
             be.prepare(wd)
+            inst.port = port if port is not None else free_port()
+            inst._port_fixed = port is not None
             if init_from is not None:
                 inst._init_from(Path(init_from))
                 cidrs = []  # no TCP login before this launch's own password is set
@@ -174,8 +185,6 @@ class PostgresInstance:
                 inst._initdb()
                 cidrs = be.hba_client_cidrs()
             dd.configure(inst.datadir, cidrs, be.datadir_owner())
-            inst.port = port if port is not None else (be.planned_port() or free_port())
-            inst._port_fixed = port is not None
             inst._start()
             if init_from is not None:
                 inst._own_password()
@@ -190,8 +199,10 @@ class PostgresInstance:
         self._password = secrets.token_urlsafe(24)
         pwfile = self.workdir / ".pwfile"
         dd.write_file(pwfile, self._password + "\n", self._backend.datadir_owner())
-        try:
-            self._backend.initdb(self.datadir, self._user, pwfile)
+        try:  # (a container backend publishes the port here: it may be taken)
+            self._on_free_port(
+                lambda: self._backend.initdb(self.datadir, self._user, pwfile, self.port)
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         dd.write_credentials(
@@ -227,7 +238,7 @@ class PostgresInstance:
                 return False
             return True
 
-        if not procs.poll_until(tcp_login, timeout, first=0.001, cap=0.05):
+        if not retry.poll_until(tcp_login, timeout, first=0.001, cap=0.05):
             raise PostgresStartError(
                 f"the server does not admit TCP logins {timeout:g}s after its pg_hba.conf "
                 "was rewritten",
@@ -259,13 +270,20 @@ class PostgresInstance:
     # -- server lifecycle -------------------------------------------------------------
     def _start(self) -> None:
         """Start the server and wait until it is ready; retries a taken auto-picked port."""
-        for attempt in range(5):
+        self._on_free_port(self._start_once)
+
+    def _on_free_port(self, step: Callable[[], None]) -> None:
+        """Run `step`, which binds `self.port` (initdb of a container backend, a start).
+        The one port retry: a port is free when the core picks it, but another process may
+        bind it before the server or container does; when `step` raises PortInUseError
+        (from the backend, or from the server log: see `_wait_ready`) and the core picked
+        the port, it picks another and runs `step` again, `PORT_ATTEMPTS` times in all."""
+        for attempt in range(1, PORT_ATTEMPTS + 1):
             try:
-                self._start_once()
+                step()
                 return
-            except PostgresStartError as exc:
-                taken = any("already in use" in line for line in exc.log_lines)
-                if not taken or self._port_fixed or attempt == 4:
+            except PortInUseError:
+                if self._port_fixed or attempt == PORT_ATTEMPTS:
                     raise
                 self.port = free_port()
 
@@ -283,17 +301,19 @@ class PostgresInstance:
         self._emit("ready")
 
     def _wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
+        """Poll until postmaster.pid says the server we started is ready. PortInUseError
+        when it exited because its port was taken, PostgresStartError otherwise."""
         last_error = ""
         expected = self._backend.expected_postmaster_pid()
-        while True:
+        for _ in retry.attempts(timeout, first=0.0005, cap=0.002):
             if not self._backend.is_running():
                 lines = self._backend.recent_log_lines()
-                raise PostgresStartError(
-                    f"PostgreSQL ({self._backend.name}) exited during start-up",
-                    relevant_log_lines(lines),
-                )
+                what = f"PostgreSQL ({self._backend.name}) exited during start-up"
+                if port_taken(lines):
+                    raise PortInUseError(
+                        self.port, f"{what}: port {self.port} is taken", relevant_log_lines(lines)
+                    )
+                raise PostgresStartError(what, relevant_log_lines(lines))
             pid, status = dd.postmaster_status(self.datadir)
             if status == "ready" and (expected is None or pid == expected):
                 if not self._backend.ready_needs_connection:
@@ -303,16 +323,13 @@ class PostgresInstance:
                     self._version_num = self._admin.info.server_version
                     return
                 except psycopg.OperationalError as exc:
-                    last_error = str(exc).strip()
-            if time.monotonic() > deadline:
-                lines = self._backend.recent_log_lines()
-                self._backend.stop("immediate")
-                raise PostgresStartError(
-                    f"PostgreSQL did not become ready within {timeout:.0f}s ({last_error})",
-                    relevant_log_lines(lines),
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.002)
+                    last_error = redact.redact(str(exc).strip(), self._password)
+        lines = self._backend.recent_log_lines()
+        self._backend.stop("immediate")
+        raise PostgresStartError(
+            f"PostgreSQL did not become ready within {timeout:.0f}s ({last_error})",
+            relevant_log_lines(lines),
+        )
 
     def _connect_admin(self) -> psycopg.Connection[Any]:
         host = self._backend.admin_host()
@@ -556,7 +573,7 @@ class PostgresInstance:
             row = conn.execute(kn.EPOCH_SQL).fetchone()
             return row is not None and row[0] == epoch
 
-        if not procs.poll_until(reloaded, timeout, first=0.0002, cap=0.05):
+        if not retry.poll_until(reloaded, timeout, first=0.0002, cap=0.05):
             raise KnobError(
                 f"the server did not reload its configuration within {timeout:g}s; server "
                 "log:\n  " + "\n  ".join(relevant_log_lines(self._backend.recent_log_lines(), 10))

@@ -124,8 +124,6 @@ class LocalBackend(Backend):
         self._own_socket_dir = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopped: subprocess.Popen[bytes] | None = None  # _proc, once nothing of it runs
-        self._log_path: Path | None = None
-        self._log_offset = 0
         self._log_file: IO[bytes] | None = None
 
     # -- set-up -----------------------------------------------------------------------
@@ -166,12 +164,12 @@ class LocalBackend(Backend):
         os.chmod(socket_dir, 0o700)
         self._chown(socket_dir)
         self._socket_dir = socket_dir
-        self._log_path = workdir / "server.log"
+        self.server_log = workdir / "server.log"
 
     def datadir_owner(self) -> tuple[int, int] | None:
         return (self.user.uid, self.user.gid) if self.user.switch else None
 
-    def initdb(self, datadir: Path, superuser: str, pwfile: Path) -> None:
+    def initdb(self, datadir: Path, superuser: str, pwfile: Path, port: int) -> None:
         assert self._workdir is not None, "prepare() first"
         cmd = [
             *procs.pdeathsig_argv(signal.SIGKILL),
@@ -208,12 +206,12 @@ class LocalBackend(Backend):
     # -- running ----------------------------------------------------------------------
     def start(self, datadir: Path, port: int) -> None:
         assert self._workdir is not None and self._socket_dir is not None, "prepare() first"
-        assert self._log_path is not None
+        assert self.server_log is not None
         if self.is_running():
             raise PostgresStartError("server already running")
         if self._log_file is None:
-            self._log_file = open(self._log_path, "ab")  # noqa: SIM115 (kept for the instance)
-        self._log_offset = self._log_file.seek(0, os.SEEK_END)
+            self._log_file = open(self.server_log, "ab")  # noqa: SIM115 (kept for the instance)
+        self._mark_log_start()
         cmd = [
             *procs.pdeathsig_argv(signal.SIGQUIT),  # dies with its owner (module docstring)
             str(self.binaries.tool("postgres")),
@@ -265,14 +263,6 @@ class LocalBackend(Backend):
                 procs.wait_gone(pid, 5.0)
         if not procs.group_alive(proc.pid):
             self._stopped = proc
-
-    def recent_log_lines(self, limit: int = 200) -> list[str]:
-        if self._log_path is None or not self._log_path.exists():
-            return []
-        with open(self._log_path, "rb") as f:
-            f.seek(self._log_offset)
-            data = f.read()
-        return data.decode(errors="replace").splitlines()[-limit:]
 
     def remove(self) -> None:
         if self.is_running():

@@ -1,8 +1,8 @@
 """Process facts from /proc (Linux), without psutil: liveness robust to pid reuse.
 
 The one place that decides whether a process still runs (`is_alive`: pid AND start time,
-so a reused pid is never taken for the process it replaced), and the one polling loop
-with exponential backoff (`poll_until`).
+so a reused pid is never taken for the process it replaced). Waiting polls through
+`dbgym.retry`, the one loop with exponential backoff.
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from dbgym.retry import poll_until
 
 T = TypeVar("T")
 
@@ -57,21 +58,6 @@ def identity(pid: int | None = None) -> tuple[int, int | None]:
     """(pid, start time) of `pid` (default: this process), for a later `is_alive(*ident)`."""
     pid = os.getpid() if pid is None else pid
     return pid, start_time(pid)
-
-
-def poll_until(
-    done: Callable[[], bool], timeout: float, first: float = 0.0005, cap: float = 0.05
-) -> bool:
-    """Call `done()` until it returns True or `timeout` seconds pass, sleeping `first`
-    seconds after the first miss and doubling up to `cap`; returns the last result."""
-    deadline = time.monotonic() + timeout
-    delay = first
-    while not done():
-        if time.monotonic() >= deadline:
-            return done()
-        time.sleep(min(delay, max(deadline - time.monotonic(), 0.0)))
-        delay = min(delay * 2, cap)
-    return True
 
 
 def cmdline(pid: int) -> list[str]:
