@@ -54,6 +54,31 @@ def test_shared_buffers_beyond_the_memory_limit_is_refused(client: Any) -> None:
         assert change.restarted and show(inst, "shared_buffers") == "160MB"
 
 
+def test_a_small_memory_limit_caps_the_default_shared_buffers(client: Any) -> None:
+    """initdb's default shared_buffers (128MB) does not fit a 128m container (which must
+    also leave 64 MiB for the server's processes): the launch caps it so that it fits, and
+    the server's shared memory can be filled without a backend being OOM-killed."""
+    with dbgym.PostgresInstance.launch(backend="docker", memory="128m") as inst:
+        shared = show(inst, "shared_buffers")
+        assert shared.endswith("kB") or shared.endswith("MB")
+        with inst.connect() as conn:
+            row = conn.execute(
+                "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
+            ).fetchone()
+            assert row is not None and 16 * 2**20 < row[0] <= 62 * 2**20
+            # fill the buffers: a table bigger than shared_buffers, read twice
+            conn.execute(
+                "CREATE TABLE fill AS SELECT g, repeat('x', 500) AS pad "
+                "FROM generate_series(1, 200000) g"
+            )
+            conn.execute("SELECT count(*) FROM fill").fetchone()
+            assert conn.execute("SELECT count(*) FROM fill").fetchone() == (200000,)
+        assert inst.alive()
+    # a limit with room to spare keeps PostgreSQL's default
+    with dbgym.PostgresInstance.launch(backend="docker", memory="512m") as inst:
+        assert show(inst, "shared_buffers") == "128MB"
+
+
 def test_memory_below_what_initdb_needs_fails_fast(client: Any) -> None:
     t0 = time.monotonic()
     with pytest.raises(InvalidArgumentError, match=r"memory='32m' \(32 MiB\) is below the 64 MiB"):

@@ -188,6 +188,8 @@ class PostgresInstance:
             inst._start()
             if init_from is not None:
                 inst._own_password()
+            if not any(name.lower() == "shared_buffers" for name in knobs or {}):
+                inst._fit_shared_memory()
             if knobs:
                 inst.apply_knobs(knobs)
         except BaseException:
@@ -606,6 +608,18 @@ class PostgresInstance:
             "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (names,)
         ).fetchall()
         return {name: setting for name, setting in rows}
+
+    def _fit_shared_memory(self) -> None:
+        """Under a memory limit too small for the server's default shared memory (initdb
+        writes shared_buffers = 128MB), cap shared_buffers so that it fits: otherwise the
+        server starts, and a backend is OOM-killed once the buffers fill."""
+        limit = self._backend.memory_limit
+        if limit is None:
+            return
+        current = self._current_settings(["shared_buffers", "wal_buffers"])
+        capped = kn.fitting_shared_buffers(current, kn.memory_limit_bytes(limit))
+        if capped is not None:
+            self.apply_knobs({"shared_buffers": capped})
 
     def _check_memory(self, knobs: dict[str, str]) -> None:
         """KnobError if shared memory with `knobs` (lower-case names, pg_settings units)

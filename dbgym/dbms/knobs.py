@@ -453,6 +453,19 @@ def shared_memory_bytes(settings: dict[str, str]) -> dict[str, int]:
     return {"shared_buffers": shared, "wal_buffers": wal}
 
 
+def fitting_shared_buffers(settings: dict[str, str], limit: int) -> str | None:
+    """None if shared memory with `settings` (pg_settings values) fits the memory `limit`
+    (bytes; see check_memory); else the largest shared_buffers that fits, as "<n>kB" (at
+    least PostgreSQL's minimum of 128kB), with wal_buffers as set (-1: 1/32 of it)."""
+    parts = shared_memory_bytes(settings)
+    room = limit - MEMORY_RESERVE
+    if sum(parts.values()) <= room:
+        return None
+    auto_wal = int(settings.get("wal_buffers", "-1")) == -1
+    budget = room * 32 // 33 if auto_wal else room - parts["wal_buffers"]
+    return f"{max(128, budget // 8192 * 8)}kB"
+
+
 def check_memory(settings: dict[str, str], limit: int, limit_text: str) -> None:
     """KnobError unless shared_buffers + wal_buffers leave `MEMORY_RESERVE` of the memory
     `limit` (bytes; `limit_text` as the caller gave it) for the server's processes: shared
