@@ -14,7 +14,6 @@ ended it, `observe()` reconnects (and a `DbSession` reconnects it at every epoch
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,9 @@ import psycopg
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-import dbgym.redact as redact
 from dbgym.dbms.knobs import CATALOG_SQL, KnobSpec, catalog_from_rows, parse_bool
-from dbgym.errors import ConnectError, ObservationError, ServerCrashedError
+from dbgym.errors import ObservationError
+from dbgym.observe.source import ServerSource
 from dbgym.types import SupportsConnect
 
 #: Ranges with hi / max(lo, 1) at least this large are log-scaled.
@@ -93,14 +92,10 @@ def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) 
     return KnobScale(spec.name, spec.vartype, lo, hi, log)
 
 
-def _connect(source: SupportsConnect | str, what: str) -> psycopg.Connection[Any]:
-    """An autocommit connection to `source`; errors never show its password (a bad DSN is
-    an InvalidArgumentError, an unreachable server a ConnectError)."""
-    return redact.connect_target(source, f"the knob-state observer cannot {what}", autocommit=True)
-
-
-class KnobStateObserver:
+class KnobStateObserver(ServerSource):
     """Current values of `knobs`, normalized, as `space` (Box [0, 1]^k) with `names`."""
+
+    what = "the knob-state observer"
 
     def __init__(
         self,
@@ -109,8 +104,7 @@ class KnobStateObserver:
         ranges: Mapping[str, tuple[float, float]] | None = None,
         catalog: Mapping[str, KnobSpec] | None = None,
     ) -> None:
-        self._source = target
-        self._conn: psycopg.Connection[Any] = _connect(target, "connect")
+        super().__init__(target)
         try:
             if catalog is None:
                 catalog = getattr(target, "knob_catalog", None)
@@ -139,48 +133,10 @@ class KnobStateObserver:
     def observe(self) -> NDArray[np.float32]:
         """The knobs' current values on the server, normalized (reconnects once if the
         connection was lost: a restart, restore or crash since the last call)."""
-        if self._conn.closed or self._conn.broken:
-            self.reconnect()
-        try:
-            rows = self._settings()
-        except psycopg.OperationalError:
-            if not self._conn.broken:
-                raise
-            self.reconnect()
-            rows = self._settings()
+        rows = self._read(self._settings)
         return self.normalize({str(n): str(v) for n, v in rows})
 
-    def _settings(self) -> list[tuple[Any, ...]]:
-        return self._conn.execute(
+    def _settings(self, conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+        return conn.execute(
             "SELECT name, setting FROM pg_settings WHERE name = ANY(%s)", (list(self.names),)
         ).fetchall()
-
-    def reconnect(self) -> None:
-        """Replace the observer's connection with a new one; ServerCrashedError if the
-        server cannot be reached."""
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        try:
-            self._conn = _connect(self._source, "reconnect")
-        except ServerCrashedError:
-            raise
-        except (ConnectError, psycopg.OperationalError) as exc:
-            raise ServerCrashedError(
-                "the knob-state observer cannot reconnect to the server: "
-                + redact.redact(str(exc).strip())
-            ) from exc
-
-    def on_epoch(self, session: SupportsConnect) -> None:
-        """A `DbSession` restarted or restored its server: connect through `session`."""
-        self._source = session
-        self.reconnect()
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-
-    def __enter__(self) -> KnobStateObserver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -24,7 +24,6 @@ restart.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
@@ -33,8 +32,8 @@ from gymnasium import spaces
 from numpy.typing import NDArray
 from psycopg import sql
 
-import dbgym.redact as redact
-from dbgym.errors import ConnectError, ObservationError, ServerCrashedError
+from dbgym.errors import ObservationError
+from dbgym.observe.source import ServerSource
 from dbgym.types import SupportsConnect
 
 #: Postgres type OIDs of numeric columns: int2, int4, int8, float4, float8, numeric.
@@ -57,12 +56,6 @@ def _numeric_columns(conn: psycopg.Connection[Any], view: str) -> list[str]:
     return cols
 
 
-def _connect(source: SupportsConnect | str, what: str) -> psycopg.Connection[Any]:
-    """An autocommit connection to `source`; errors never show its password (a bad DSN is
-    an InvalidArgumentError, an unreachable server a ConnectError)."""
-    return redact.connect_target(source, f"the metrics observer cannot {what}", autocommit=True)
-
-
 def _pg_stat_statements_usable(conn: psycopg.Connection[Any]) -> bool:
     row = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchone()
     if row is None:
@@ -75,15 +68,13 @@ def _pg_stat_statements_usable(conn: psycopg.Connection[Any]) -> bool:
     return True
 
 
-class MetricsObserver:
+class MetricsObserver(ServerSource):
     """Deltas of the server's cumulative statistics, as `space` (a Box) with `names`."""
 
+    what = "the metrics observer"
+
     def __init__(self, target: SupportsConnect | str) -> None:
-        self._source = target
-        self._conn: psycopg.Connection[Any] = _connect(target, "connect")
-        #: How often the observer reconnected (a restart, restore or crash ended its
-        #: connection); each time the baseline was taken again.
-        self.reconnects = 0
+        super().__init__(target)
         try:
             conn = self._conn
             self.server_version_num = conn.info.server_version
@@ -123,9 +114,7 @@ class MetricsObserver:
 
     def snapshot(self) -> NDArray[np.float64]:
         """Current values of every counter (not deltas)."""
-        if self._conn.closed or self._conn.broken:
-            self.reconnect()
-        row = self._conn.execute(self._query).fetchone()
+        row = self._read(lambda conn: conn.execute(self._query).fetchone())
         if row is None:
             raise ObservationError("the statistics views returned no row")
         values: list[float] = []
@@ -144,12 +133,7 @@ class MetricsObserver:
         If the connection was lost since (the server restarted, was restored or a backend
         crashed), reconnects and returns zeros: the new baseline."""
         lost = self.reconnects
-        try:
-            now = self.snapshot()
-        except psycopg.OperationalError:
-            if not self._conn.broken:
-                raise
-            now = self.snapshot()  # reconnects
+        now = self.snapshot()  # reconnects if the connection was lost
         if self.reconnects != lost:
             self._last = now
             return np.zeros(len(self.names), dtype=np.float64)
@@ -157,38 +141,11 @@ class MetricsObserver:
         self._last = now
         return delta
 
-    def reconnect(self) -> None:
-        """Replace the observer's connection with a new one (the baseline stays: see
-        `on_epoch`). Raises ServerCrashedError if the server cannot be reached."""
-        with contextlib.suppress(Exception):
-            self._conn.close()
-        try:
-            self._conn = _connect(self._source, "reconnect")
-        except ServerCrashedError:
-            raise
-        except (ConnectError, psycopg.OperationalError) as exc:
-            raise ServerCrashedError(
-                "the metrics observer cannot reconnect to the server: "
-                + redact.redact(str(exc).strip())
-            ) from exc
-        self.reconnects += 1
-
     def on_epoch(self, session: SupportsConnect) -> None:
         """A `DbSession` restarted or restored its server: connect through `session`
         and take the new baseline (the next observe() counts from here)."""
-        self._source = session
-        self.reconnect()
+        super().on_epoch(session)
         self.reset()
 
     def as_dict(self, observation: NDArray[np.float64]) -> dict[str, float]:
         return dict(zip(self.names, observation.tolist(), strict=True))
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._conn.close()
-
-    def __enter__(self) -> MetricsObserver:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
