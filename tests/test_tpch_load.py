@@ -10,7 +10,7 @@ import pytest
 
 import dbgym
 from dbgym import _core
-from dbgym.benchmarks import tpch
+from dbgym.benchmarks import pgbench, tpch
 from dbgym.errors import ConnectError, InstanceError, InvalidArgumentError, WorkloadError
 from tests.db_checks import checksums, counts, new_database
 
@@ -118,10 +118,15 @@ def test_interrupted_load_leaves_no_tables_and_no_sessions(inst: dbgym.PostgresI
         assert copying == (0,)
 
 
-def test_unreachable_server_is_a_connect_error_without_the_password() -> None:
+@pytest.mark.parametrize("name", ["tpch", "pgbench"])
+def test_unreachable_server_is_a_connect_error_without_the_password(name: str) -> None:
     secret = "Tpch-L0ad-pw"
-    with pytest.raises(ConnectError, match="cannot connect to load TPC-H") as caught:
-        tpch.load(f"postgresql://nobody:{secret}@127.0.0.1:1/none?connect_timeout=2", SCALE, 1)
+    dsn = f"postgresql://nobody:{secret}@127.0.0.1:1/none?connect_timeout=2"
+    with pytest.raises(ConnectError, match="cannot connect to load") as caught:
+        if name == "tpch":
+            tpch.load(dsn, SCALE, 1)
+        else:
+            pgbench.load(dsn, 1)
     error = caught.value
     assert isinstance(error, InstanceError)  # a server fault, not the caller's mistake
     assert (error.host, error.port, error.user, error.database) == (

@@ -84,6 +84,8 @@ def load(
         if m and on_progress is not None:
             on_progress({"pgbench_accounts": int(m[1])}, {"pgbench_accounts": int(m[2])})
 
+    # reachable first: a server that is not is a ConnectError, not a failed pgbench run
+    redact.safe_connect(dsn, "cannot connect to load pgbench").close()
     t0 = time.perf_counter()
     try:
         conninfo, env = conninfo_and_env(dsn)
