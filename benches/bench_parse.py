@@ -114,7 +114,7 @@ def test_parse_csvlog_single_core(benchmark: Any, csvlog: tuple[Path, int]) -> N
     assert base_n == statements
 
     def rust() -> _core.Trace:
-        trace, _ = _core.parse_log(path, format="csvlog", threads=1)
+        trace, _ = _core.parse_log_start(path, format="csvlog", threads=1).result()
         return trace
 
     trace = benchmark.pedantic(rust, rounds=3, iterations=1, warmup_rounds=0)
@@ -148,7 +148,7 @@ def test_parse_csvlog_single_core(benchmark: Any, csvlog: tuple[Path, int]) -> N
 def _parse_wall(path: Path, threads: int) -> tuple[float, float, int]:
     """(wall s, CPU s of this process, statements) of one parse."""
     w0, c0 = time.perf_counter(), time.process_time()
-    trace, _ = _core.parse_log(path, format="csvlog", threads=threads)
+    trace, _ = _core.parse_log_start(path, format="csvlog", threads=threads).result()
     return time.perf_counter() - w0, time.process_time() - c0, len(trace)
 
 
@@ -186,7 +186,9 @@ def test_parse_csvlog_parallel_speedup(benchmark: Any, csvlog: tuple[Path, int])
     work_ratios = [p[1] / s[1] for s, p in zip(seq, par, strict=True)]
     work_ratio = statistics.median(work_ratios)
 
-    benchmark.pedantic(lambda: _core.parse_log(path, format="csvlog", threads=cores), rounds=1)
+    benchmark.pedantic(
+        lambda: _core.parse_log_start(path, format="csvlog", threads=cores).result(), rounds=1
+    )
     load = os.getloadavg()[0]
     benchmark.extra_info.update(
         cores=cores,

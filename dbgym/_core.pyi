@@ -6,7 +6,7 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
-from typing import Literal, final
+from typing import Generic, Literal, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ __all__ = [
     "TPCH_MAX_SCALE",
     "TPCH_MIN_SCALE",
     "FeatureColumns",
+    "Job",
     "ParseStats",
     "PlanCatalog",
     "PlanFeatures",
@@ -28,7 +29,7 @@ __all__ = [
     "block_hashes",
     "feature_layout",
     "featurize_plans",
-    "parse_log",
+    "parse_log_start",
     "parse_plans_only",
     "parse_sql",
     "pgbench_trace",
@@ -126,16 +127,33 @@ class ParseStats:
     @property
     def first_skipped(self) -> str | None: ...
 
-def parse_log(
+def parse_log_start(
     path: str | PathLike[str],
     format: _LogFormat | None = None,
     log_line_prefix: str | None = None,
     lenient: bool = False,
     threads: int = 0,
-    progress: Callable[[int, int], object] | None = None,
-) -> tuple[Trace, ParseStats]: ...
+) -> Job[tuple[Trace, ParseStats]]: ...
 def parse_sql(path: str | PathLike[str]) -> Trace: ...
 def templatize(sql: str) -> tuple[str, list[str]]: ...
+
+# --- long-running work (rust/python/job.rs) ---
+
+_T = TypeVar("_T")
+
+@final
+class Job(Generic[_T]):
+    """Work on a Rust thread: poll `progress()`/`wait()`, `cancel()`, take `result()` once
+    (see dbgym/jobs.py)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def done(self) -> bool: ...
+    def progress(self) -> list[tuple[str, int, int]]: ...
+    def cancel(self) -> None: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+    def result(self) -> _T: ...
 
 # --- replay (rust/python/replay.rs) ---
 
@@ -146,6 +164,7 @@ class ReplayHandle:
     @property
     def total(self) -> int: ...
     def done(self) -> int: ...
+    def progress(self) -> list[tuple[str, int, int]]: ...
     def cancel(self) -> None: ...
     def wait(self, timeout: float | None = None) -> bool: ...
     def result(self) -> ReplayColumns: ...
@@ -210,15 +229,14 @@ class TpchGenerator:
     def seed(self) -> int: ...
     def rows(self) -> dict[str, int]: ...
     def table(self, table: str, start: int | None = None, end: int | None = None) -> bytes: ...
-    def load(
+    def load_start(
         self,
         dsn: str,
         tables: list[str] | None = None,
         workers: int = 2,
         chunk_bytes: int = 1048576,
         schema: str | None = None,
-        progress: Callable[[dict[str, int]], object] | None = None,
-    ) -> dict[str, int]: ...
+    ) -> Job[dict[str, int]]: ...
 
 def tpch_query(number: int, scale: float = 1.0, seed: int = 0, stream: int = 0) -> str: ...
 def tpch_template(number: int) -> str: ...

@@ -118,7 +118,7 @@ def test_tpch_loader_connect_error_is_named_and_secret_free(
     wrong = "An0ther-Wr0ng-pw"
     gen = _core.TpchGenerator(0.001, 1)
     with pytest.raises(ConnectError) as caught:
-        gen.load(_with(server.dsn, password=wrong), tables=["region"])
+        gen.load_start(_with(server.dsn, password=wrong), tables=["region"]).result()
     assert caught.value.sqlstate == "28P01"
     assert str(caught.value).startswith("cannot connect for loading (host ")
     _assert_secret_free(caught.value, wrong, str(conninfo_to_dict(server.dsn)["password"]))
@@ -140,7 +140,7 @@ def test_unparsable_dsn_is_a_caller_mistake_without_its_password(dsn: str) -> No
     assert "***" in str(caught.value)
     _assert_secret_free(caught.value, "T0pSecret", "T0p Secret")
     with pytest.raises(InvalidArgumentError, match="invalid DSN") as caught:
-        _core.TpchGenerator(0.001, 1).load(dsn)
+        _core.TpchGenerator(0.001, 1).load_start(dsn).result()
     _assert_secret_free(caught.value, "T0pSecret", "T0p Secret")
 
 
@@ -150,7 +150,7 @@ def test_trace_parse_error_carries_path_line_and_offset(tmp_path: Path) -> None:
     first_line_end = good.index(b"\n") + 1
     log.write_bytes(good[:first_line_end] + b'2026-11-22 02:19:39.684 UTC,"u\n')
     with pytest.raises(TraceParseError) as caught:
-        _core.parse_log(log)
+        _core.parse_log_start(log).result()
     e = caught.value
     assert e.path == str(log)
     assert e.line == 2
@@ -158,13 +158,13 @@ def test_trace_parse_error_carries_path_line_and_offset(tmp_path: Path) -> None:
     assert str(e).startswith(f"{log}:2: byte offset {e.offset}: ")
     # a csvlog forced as jsonlog says what it expected
     with pytest.raises(TraceParseError) as caught:
-        _core.parse_log(DATA / "pg15.csv", format="jsonlog")
+        _core.parse_log_start(DATA / "pg15.csv", format="jsonlog").result()
     assert (caught.value.line, caught.value.offset) == (1, 0)
     assert "not a jsonlog record" in str(caught.value)
     assert "csvlog" in str(caught.value)
     assert "struct" not in str(caught.value)
     with pytest.raises(TraceParseError, match="file not found") as caught:
-        _core.parse_log(tmp_path / "missing.csv")
+        _core.parse_log_start(tmp_path / "missing.csv").result()
     assert caught.value.path == str(tmp_path / "missing.csv")
     assert caught.value.line is None
 
@@ -172,7 +172,7 @@ def test_trace_parse_error_carries_path_line_and_offset(tmp_path: Path) -> None:
 def test_bad_options_are_invalid_argument_errors() -> None:
     catalog = _core.PlanCatalog()
     cases: list[tuple[Any, str]] = [
-        (lambda: _core.parse_log(DATA / "pg15.csv", format="xml"), "unknown log format"),  # type: ignore[arg-type]
+        (lambda: _core.parse_log_start(DATA / "pg15.csv", format="xml"), "unknown log format"),  # type: ignore[arg-type]
         (lambda: _core.featurize_plans("[]", catalog, "bao"), "encoding must be"),  # type: ignore[arg-type]
         (lambda: _core.feature_layout(catalog, "bao"), "encoding must be"),  # type: ignore[arg-type]
         (lambda: _core.replay_start(_trace(), "host=h", identity="nobody"), "identity must"),  # type: ignore[arg-type]

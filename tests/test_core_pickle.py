@@ -34,7 +34,10 @@ def _assert_same(a: _core.Trace, b: _core.Trace) -> None:
 
 
 def _traces() -> list[_core.Trace]:
-    logs = [_core.parse_log(DATA / name)[0] for name in ("pg15.csv", "pg15.json", "pg15.log")]
+    logs = [
+        _core.parse_log_start(DATA / name).result()[0]
+        for name in ("pg15.csv", "pg15.json", "pg15.log")
+    ]
     built = _core.trace_from_statements(
         ["s1", "s2", "s1", "s3"],
         [0, 10, -20, 2**40],
@@ -96,7 +99,7 @@ def test_a_100mb_log_reaches_a_spawned_worker_without_reparsing(
     log_bytes = log.stat().st_size
     assert log_bytes >= 100 << 20
 
-    parse_s, (trace, _) = _best_of(2, lambda: _core.parse_log(log))
+    parse_s, (trace, _) = _best_of(2, lambda: _core.parse_log_start(log).result())
     assert len(trace) == statements
     data = pickle.dumps(trace, protocol=pickle.HIGHEST_PROTOCOL)
     unpickle_s, back = _best_of(3, lambda: pickle.loads(data))

@@ -5,6 +5,7 @@ PostgreSQL 15 with log_statement = 'all') corrupted on purpose."""
 from __future__ import annotations
 
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -118,26 +119,39 @@ def test_random_bytes_never_crash(tmp_path: Path) -> None:
 
 
 def test_progress_is_reported_and_an_exception_in_it_cancels(tmp_path: Path) -> None:
-    """Ctrl-C safety: the progress callback runs between blocks with the GIL held; an
-    exception there (KeyboardInterrupt on Ctrl-C) stops the parse and propagates."""
+    """Ctrl-C safety: a parse is a job polled by dbgym.jobs.run_job; its progress grows to
+    the file's size, and an exception while it runs (KeyboardInterrupt on Ctrl-C) cancels
+    the parse, which stops at its next block, and propagates."""
     from benches.csvlog_synth import write_csvlog
     from dbgym import _core
+    from dbgym.jobs import run_job
 
     path = tmp_path / "big.csv"
     write_csvlog(path, 40_000_000)
     size = path.stat().st_size
     seen: list[tuple[int, int]] = []
-    trace, stats = _core.parse_log(path, threads=1, progress=lambda d, t: seen.append((d, t)))
-    assert len(seen) >= 2
-    assert all(t == size for _, t in seen)
-    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
-    assert seen[-1][0] == stats.bytes == size
 
-    def interrupt(done: int, total: int) -> None:
+    def record(done: dict[str, int], totals: dict[str, int]) -> None:
+        seen.append((done[path.name], totals[path.name]))
+
+    job = _core.parse_log_start(path, threads=1)
+    trace, stats = run_job(job, title="reading", progress=False, on_progress=record).result()
+    assert seen[-1] == (size, size) == (stats.bytes, size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    assert job.done and job.kind == "parse"
+
+    def interrupt(done: dict[str, int], totals: dict[str, int]) -> None:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        _core.parse_log(path, threads=2, progress=interrupt)
+        run_job(_core.parse_log_start(path, threads=2), title="reading", on_progress=interrupt)
+
+    job = _core.parse_log_start(path, threads=1)
+    job.cancel()  # the parse stops at its next block
+    t0 = time.monotonic()
+    assert job.wait(5.0) and time.monotonic() - t0 < 5.0
+    with pytest.raises(WorkloadError, match="cancelled"):
+        job.result()
     # The bar variant of the public API.
     w = Workload.from_log(path, progress=True)
     assert len(w) == len(trace)

@@ -29,6 +29,7 @@ from dbgym.benchmarks.base import (
     positive_int,
 )
 from dbgym.errors import SpecError, WorkloadError
+from dbgym.jobs import run_job
 from dbgym.progress import ProgressFn
 from dbgym.spec import JsonValue
 from dbgym.state.report import LoadReport
@@ -182,6 +183,9 @@ def load(
         if on_progress is not None:
             on_progress(done, {**totals, **after})
 
+    def loaded(done: dict[str, int], _totals: dict[str, int]) -> None:
+        report_progress(done)
+
     # ConnectError (an InstanceError naming host, port, user, database; never the
     # password), or InvalidArgumentError for a DSN libpq cannot parse
     with redact.safe_connect(dsn, "cannot connect to load TPC-H", autocommit=True) as conn:
@@ -195,7 +199,8 @@ def load(
             t0 = time.perf_counter()
             for table in TABLES:
                 conn.execute(SCHEMA[table])
-            report.rows = gen.load(dsn, workers=workers, progress=report_progress)
+            job = gen.load_start(dsn, workers=workers)
+            report.rows = run_job(job, title="load", progress=False, on_progress=loaded).result()
             report.seconds["copy"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             conn.execute("SET maintenance_work_mem = '256MB'")

@@ -10,7 +10,6 @@ throughput and latencies count the statements that succeeded.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from dbgym.errors import (
     LOGIN_REFUSED_SQLSTATES,
     InvalidArgumentError,
 )
+from dbgym.jobs import run_job
 from dbgym.types import (
     SettingValue,
     Target,
@@ -297,49 +297,6 @@ def _timeout_ms(statement_timeout: float | None) -> int | None:
     return None if seconds is None else max(1, round(seconds * 1000))
 
 
-def _step(deadline: float | None) -> float:
-    """How long to wait for the handle next: 0.1 s, or less before the deadline."""
-    if deadline is None:
-        return 0.1
-    return max(0.0, min(0.1, deadline - time.monotonic()))
-
-
-def _past(deadline: float | None) -> bool:
-    return deadline is not None and time.monotonic() >= deadline
-
-
-def _wait(handle: _core.ReplayHandle, show_progress: bool, deadline: float | None) -> None:
-    """Until the replay ends, or the deadline passes (then the caller cancels it)."""
-    if not show_progress:
-        while not handle.wait(_step(deadline)):
-            if _past(deadline):
-                return
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("replay"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, transient=True) as bar:
-        task = bar.add_task("replay", total=handle.total)
-        while not handle.wait(_step(deadline)):
-            bar.update(task, completed=handle.done())
-            if _past(deadline):
-                break
-        bar.update(task, completed=handle.done())
-
-
 @redact.scrubs("target")  # no error shows the DSN's password
 def replay(
     target: Target,
@@ -409,18 +366,11 @@ def replay(
         threads=threads,
         identity=identity,
     )
-    show = sys.stderr.isatty() if progress is None else progress
     deadline = None if timeout is None else time.monotonic() + timeout
-    try:
-        _wait(handle, show, deadline)
-        if _past(deadline) and not handle.wait(0.0):
-            handle.cancel()  # in-flight statements are cancelled; result() waits for the end
-    except BaseException:
-        handle.cancel()
-        deadline = time.monotonic() + 30.0
-        while not handle.wait(0.2) and time.monotonic() < deadline:
-            pass
-        raise
+    # Ctrl-C (or any error) cancels the replay and waits until it stopped, then re-raises
+    run_job(handle, title="replay", progress=progress, deadline=deadline)
+    if not handle.wait(0.0):  # the deadline passed
+        handle.cancel()  # in-flight statements are cancelled; result() waits for the end
     raw = handle.result()
     return ReplayResult(
         template_id=raw.template_id,

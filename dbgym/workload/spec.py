@@ -114,7 +114,7 @@ class LogWorkload(WorkloadSpec):
     def read(
         self, *, threads: int | None = None, progress: bool | None = None
     ) -> tuple[_core.Trace, _core.ParseStats | None]:
-        from dbgym.progress import progress_bars  # rich is imported only to read a log
+        from dbgym.jobs import run_job  # rich is imported only to read a log
 
         p = Path(self.path)
         show = progress
@@ -123,20 +123,14 @@ class LogWorkload(WorkloadSpec):
                 show = p.stat().st_size >= PROGRESS_MIN_BYTES
             except OSError:
                 show = False
-        with progress_bars("reading", enabled=show) as bar:
-
-            def report(done: int, total: int) -> None:
-                if bar is not None:
-                    bar({p.name: done}, {p.name: total})
-
-            trace, stats = _core.parse_log(
-                p,
-                format=self.format,
-                log_line_prefix=self.log_line_prefix,
-                lenient=self.lenient,
-                threads=threads or 0,
-                progress=report,
-            )
+        job = _core.parse_log_start(
+            p,
+            format=self.format,
+            log_line_prefix=self.log_line_prefix,
+            lenient=self.lenient,
+            threads=threads or 0,
+        )
+        trace, stats = run_job(job, title="reading", progress=show).result()
         return trace, stats
 
 

@@ -2,18 +2,18 @@
 //! and the TPC-H / pgbench traces.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::PyBytes;
 
 use super::errors::{benchmark_error, invalid, tpch_error};
+use super::job::{PyJob, Report};
 use super::trace::PyTrace;
 use crate::benchmarks::pgbench;
 use crate::benchmarks::tpch::load::{self, LoadOptions, Progress};
-use crate::benchmarks::tpch::{queries, Generator, Table, TpchError, MAX_SCALE, MIN_SCALE};
+use crate::benchmarks::tpch::{queries, Generator, Table, MAX_SCALE, MIN_SCALE};
 
 fn tables_of(names: Option<Vec<String>>) -> PyResult<Vec<Table>> {
     match names {
@@ -95,22 +95,19 @@ impl PyTpchGenerator {
         Ok(PyBytes::new(py, &data))
     }
 
-    /// Streams `tables` (default all) into the existing, empty tables of `dsn` with one
-    /// COPY per table over `workers` connections. `progress(rows: dict[str, int])` is called
-    /// about every 0.1 s; Ctrl-C (or an exception from `progress`) aborts the running COPYs.
-    /// Returns the rows loaded per table.
-    #[pyo3(signature = (dsn, tables=None, workers=2, chunk_bytes=1048576, schema=None, progress=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn load(
+    /// Starts streaming `tables` (default all) into the existing, empty tables of `dsn`
+    /// with one COPY per table over `workers` connections, as a `Job` whose progress is the
+    /// rows per table and whose result is `dict[str, int]` (rows loaded per table).
+    /// Cancelling it aborts the running COPYs (and waits until the connections are gone).
+    #[pyo3(signature = (dsn, tables=None, workers=2, chunk_bytes=1048576, schema=None))]
+    fn load_start(
         &self,
-        py: Python<'_>,
         dsn: String,
         tables: Option<Vec<String>>,
         workers: usize,
         chunk_bytes: u64,
         schema: Option<String>,
-        progress: Option<Py<PyAny>>,
-    ) -> PyResult<HashMap<String, u64>> {
+    ) -> PyResult<PyJob> {
         let tables = tables_of(tables)?;
         let opts = LoadOptions {
             workers,
@@ -119,77 +116,28 @@ impl PyTpchGenerator {
         };
         let state = Arc::new(Progress::default());
         let cancel = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        // Receiver is not Sync; the GIL-free closures below borrow it through a mutex.
-        let rx = Mutex::new(rx);
-        let recv = |timeout: Option<Duration>| {
-            let rx = rx.lock().unwrap_or_else(|p| p.into_inner());
-            match timeout {
-                Some(t) => rx.recv_timeout(t),
-                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-            }
-        };
-        let worker = {
-            let (gen, state, cancel, tables) = (
-                self.inner.clone(),
-                state.clone(),
-                cancel.clone(),
-                tables.clone(),
-            );
-            std::thread::spawn(move || {
-                let r = load::load(&dsn, &gen, &tables, &opts, &state, &cancel);
-                let _ = tx.send(r);
+        let totals: Vec<(Table, u64)> = tables.iter().map(|t| (*t, self.inner.rows(*t))).collect();
+        let report: Report = {
+            let state = state.clone();
+            Box::new(move || {
+                totals
+                    .iter()
+                    .map(|(t, total)| (t.name().to_string(), state.rows(*t), *total))
+                    .collect()
             })
         };
-        let snapshot = || -> PyResult<Bound<'_, PyDict>> {
-            let d = PyDict::new(py);
-            for t in &tables {
-                d.set_item(t.name(), state.rows(*t))?;
-            }
-            Ok(d)
-        };
-        let outcome = loop {
-            let got = py.detach(|| recv(Some(Duration::from_millis(100))));
-            match got {
-                Ok(r) => break Ok(r),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    break Ok(Err(TpchError::Load {
-                        table: "?".to_string(),
-                        message: "loader thread ended without a result".to_string(),
-                    }))
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-            }
-            let interrupted = py.check_signals().and_then(|()| match &progress {
-                Some(cb) => cb.call1(py, (snapshot()?,)).map(|_| ()),
-                None => Ok(()),
-            });
-            if let Err(e) = interrupted {
-                break Err(e);
-            }
-        };
-        match outcome {
-            Ok(result) => {
-                let _ = worker.join();
+        let (gen, stop) = (self.inner.clone(), cancel.clone());
+        PyJob::spawn("load", cancel, report, move || {
+            let result = load::load(&dsn, &gen, &tables, &opts, &state, &stop);
+            let rows: HashMap<String, u64> = tables
+                .iter()
+                .map(|t| (t.name().to_string(), state.rows(*t)))
+                .collect();
+            Box::new(move |py: Python<'_>| {
                 result.map_err(tpch_error)?;
-                if let Some(cb) = &progress {
-                    cb.call1(py, (snapshot()?,))?;
-                }
-                Ok(tables
-                    .iter()
-                    .map(|t| (t.name().to_string(), state.rows(*t)))
-                    .collect())
-            }
-            Err(e) => {
-                // Interrupted: abort the COPYs and wait until the connections are gone.
-                cancel.store(true, Ordering::Relaxed);
-                py.detach(|| {
-                    let _ = recv(None);
-                    let _ = worker.join();
-                });
-                Err(e)
-            }
-        }
+                Ok(rows.into_pyobject(py)?.into_any().unbind())
+            })
+        })
     }
 }
 

@@ -59,6 +59,11 @@ pub fn check_classes(py: Python<'_>) -> PyResult<()> {
     Ok(())
 }
 
+/// A domain failure that is neither a caller mistake nor a server fault: `WorkloadError`.
+pub fn workload_error(message: impl Into<String>) -> PyErr {
+    WorkloadError::new_err(message.into())
+}
+
 /// A caller mistake: `InvalidArgumentError(message)`.
 pub fn invalid(message: impl Into<String>) -> PyErr {
     InvalidArgumentError::new_err(message.into())

@@ -7,6 +7,7 @@ mod benchmarks;
 mod blocksync;
 mod errors;
 mod featurize;
+mod job;
 mod replay;
 mod trace;
 
@@ -14,6 +15,7 @@ mod trace;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::check_classes(m.py())?;
     m.add("__version__", crate::VERSION)?;
+    job::register(m)?;
     trace::register(m)?;
     replay::register(m)?;
     benchmarks::register(m)?;

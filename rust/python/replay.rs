@@ -1,5 +1,6 @@
-//! Python surface of the replay engine: `replay_start(...) -> ReplayHandle` (polled by
-//! dbgym/replayer/run.py for progress and Ctrl-C) and `trace_from_statements`, a trace
+//! Python surface of the replay engine: `replay_start(...) -> ReplayHandle` (a job: it
+//! answers `progress`, `wait`, `cancel` and `result` as job.rs's `Job` does, and dbgym/jobs.py
+//! drives it) and `trace_from_statements`, a trace
 //! built from explicit statements (programmatic workloads, tests, benches).
 
 use std::collections::HashMap;
@@ -34,6 +35,11 @@ impl PyReplayHandle {
     #[getter]
     fn total(&self) -> u64 {
         self.total
+    }
+
+    /// `[("statements", done, total)]`: the progress report every job gives (see job.rs).
+    fn progress(&self) -> Vec<(String, u64, u64)> {
+        vec![("statements".to_string(), self.done(), self.total)]
     }
 
     /// Asks the replay to stop (in-flight statements are cancelled on the server).

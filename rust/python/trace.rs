@@ -2,6 +2,7 @@
 //! readers `parse_log`, `parse_sql`, `templatize`.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use numpy::PyArray1;
@@ -10,10 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::errors::{invalid, trace_error};
+use super::job::{PyJob, Report};
 use crate::trace::reader::{parse_log as parse_log_file, Format, LogOptions, ParseStats};
-use crate::trace::{
-    codec, parse_sql as parse_sql_path, templatize as templatize_sql, Trace, TraceError,
-};
+use crate::trace::{codec, parse_sql as parse_sql_path, templatize as templatize_sql, Trace};
 
 /// An immutable workload trace held by Rust. Python code wraps it in `dbgym.Workload`.
 #[pyclass(name = "Trace", module = "dbgym._core", frozen)]
@@ -281,20 +281,17 @@ impl From<ParseStats> for PyParseStats {
     }
 }
 
-/// Read a PostgreSQL server log (stderr, csvlog or jsonlog) into a trace.
-/// `progress(done_bytes, total_bytes)` is called between blocks with the GIL held; an exception
-/// it raises (e.g. KeyboardInterrupt) stops parsing and propagates.
+/// Starts reading a PostgreSQL server log (stderr, csvlog or jsonlog) into a trace, as a
+/// `Job` whose result is `(Trace, ParseStats)` and whose progress is the log's bytes.
 #[pyfunction]
-#[pyo3(signature = (path, format=None, log_line_prefix=None, lenient=false, threads=0, progress=None))]
-fn parse_log(
-    py: Python<'_>,
+#[pyo3(signature = (path, format=None, log_line_prefix=None, lenient=false, threads=0))]
+fn parse_log_start(
     path: PathBuf,
     format: Option<&str>,
     log_line_prefix: Option<String>,
     lenient: bool,
     threads: usize,
-    progress: Option<Py<PyAny>>,
-) -> PyResult<(PyTrace, PyParseStats)> {
+) -> PyResult<PyJob> {
     let format = match format {
         None => None,
         Some(name) => Some(Format::from_name(name).ok_or_else(|| {
@@ -310,37 +307,41 @@ fn parse_log(
         threads,
         ..LogOptions::default()
     };
-    let mut callback_error: Option<PyErr> = None;
-    let result = py.detach(|| {
-        let mut report = |done: u64, total: u64| -> bool {
-            Python::attach(|py| {
-                let outcome = py.check_signals().and_then(|()| match &progress {
-                    Some(cb) => cb.call1(py, (done, total)).map(|_| ()),
-                    None => Ok(()),
-                });
-                match outcome {
-                    Ok(()) => true,
-                    Err(e) => {
-                        callback_error = Some(e);
-                        false
-                    }
-                }
-            })
+    let cancel = Arc::new(AtomicBool::new(false));
+    let bytes = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    let report: Report = {
+        let bytes = bytes.clone();
+        Box::new(move || {
+            vec![(
+                name.clone(),
+                bytes.0.load(Ordering::Relaxed),
+                bytes.1.load(Ordering::Relaxed),
+            )]
+        })
+    };
+    let stop = cancel.clone();
+    PyJob::spawn("parse", cancel, report, move || {
+        let mut on_block = |done: u64, total: u64| -> bool {
+            bytes.0.store(done, Ordering::Relaxed);
+            bytes.1.store(total, Ordering::Relaxed);
+            !stop.load(Ordering::Relaxed)
         };
-        parse_log_file(&path, &opts, &mut report)
-    });
-    match result {
-        Ok((trace, stats)) => Ok((
-            PyTrace {
-                inner: Arc::new(trace),
-            },
-            stats.into(),
-        )),
-        Err(TraceError::Cancelled) => {
-            Err(callback_error.unwrap_or_else(|| trace_error(TraceError::Cancelled)))
-        }
-        Err(e) => Err(trace_error(e)),
-    }
+        let result = parse_log_file(&path, &opts, &mut on_block);
+        Box::new(move |py: Python<'_>| match result {
+            Ok((trace, stats)) => {
+                let trace = PyTrace {
+                    inner: Arc::new(trace),
+                };
+                let stats: PyParseStats = stats.into();
+                Ok((trace, stats).into_pyobject(py)?.into_any().unbind())
+            }
+            Err(e) => Err(trace_error(e)),
+        })
+    })
 }
 
 /// Read a `.sql` file (`;`-separated statements) or a directory of them into a trace.
@@ -362,7 +363,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyTrace>()?;
     m.add_class::<PyStatement>()?;
     m.add_class::<PyParseStats>()?;
-    m.add_function(wrap_pyfunction!(parse_log, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_log_start, m)?)?;
     m.add_function(wrap_pyfunction!(parse_sql, m)?)?;
     m.add_function(wrap_pyfunction!(templatize, m)?)?;
     Ok(())
