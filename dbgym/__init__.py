@@ -25,10 +25,13 @@ _EXPORTS: dict[str, str] = {
     "CollectedPlan": "dbgym.observe.plans",
     "DatabaseState": "dbgym.state.database_state",
     "DbSession": "dbgym.session",
+    "EnvSpec": "dbgym.envs.spec",
     "GraphPlanObservation": "dbgym.spaces.plan",
+    "GymSpec": "dbgym.envs.spec",
     "InstanceSpec": "dbgym.dbms.spec",
     "IndexSpec": "dbgym.dbms.indexes",
     "KnobChange": "dbgym.dbms.knobs",
+    "KnobRange": "dbgym.envs.spec",
     "KnobStateObserver": "dbgym.observe.knobs",
     "MeasureOutcome": "dbgym.session",
     "MeasureStatus": "dbgym.session",
@@ -61,6 +64,9 @@ if TYPE_CHECKING:
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
     from dbgym.dbms.spec import InstanceSpec as InstanceSpec
+    from dbgym.envs.spec import EnvSpec as EnvSpec
+    from dbgym.envs.spec import GymSpec as GymSpec
+    from dbgym.envs.spec import KnobRange as KnobRange
     from dbgym.observe.knobs import KnobStateObserver as KnobStateObserver
     from dbgym.observe.metrics import MetricsObserver as MetricsObserver
     from dbgym.observe.plans import CollectedPlan as CollectedPlan
@@ -86,6 +92,12 @@ if TYPE_CHECKING:
     from dbgym.workload.workload import Workload as Workload
 
     core_version: str
+
+# The environment ids (dbgym/DbGym-v0, ...) with string entry points: this imports
+# gymnasium, not the environment module.
+from dbgym.envs.registration import register_envs as _register_envs  # noqa: E402
+
+_register_envs()
 
 
 def __getattr__(name: str) -> Any:

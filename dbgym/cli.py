@@ -5,6 +5,7 @@ Sub-command groups live next to the code they drive and are attached here:
 - dbgym/workload/cli.py  -> workload inspect (the group)
 - dbgym/replayer/cli.py  -> workload replay
 - dbgym/state/cli.py     -> workload state build|list|clear
+- dbgym/runner/cli.py    -> run (a model on an environment: the main job)
 
 Errors have one handler (`_Group.invoke`): a command raises a DbgymError (or the user
 presses Ctrl-C), and the command prints `error: <message>` to stderr and exits with the
@@ -24,6 +25,7 @@ from dbgym import __version__
 from dbgym.dbms.cli import register as register_dbms
 from dbgym.errors import DbgymError, exit_code
 from dbgym.replayer.cli import register_replay
+from dbgym.runner.cli import register_run
 from dbgym.state.cli import register_state
 from dbgym.workload.cli import register as register_workload
 
@@ -69,6 +71,7 @@ def version() -> None:
 
 
 register_dbms(app)
+register_run(app)
 _workload = register_workload(app)
 register_replay(_workload)
 register_state(_workload)

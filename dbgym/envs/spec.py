@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from dbgym.errors import SpecError
-from dbgym.spec import FrozenDict, Spec
+from dbgym.spec import Spec
 from dbgym.state.spec import StateSpec
 from dbgym.types import SettingValue
 from dbgym.workload.spec import WorkloadSpec
 
 if TYPE_CHECKING:
-    from dbgym.state.database_state import DatabaseState
     from dbgym.workload.workload import Workload
 
 Dimension = Literal["knobs", "indexes", "hints"]

@@ -1,0 +1,202 @@
+"""`dbgym run`: a model on a dbgym environment for N steps (the README's main job).
+
+    dbgym run --benchmark tpch --scale 0.01 --model random --steps 30
+
+A progress bar shows the step, its reward and the best so far; the run ends with a table:
+baseline, best, improvement, and the best configuration (knob values, indexes, hint
+sets). Ctrl-C stops cleanly (the server is stopped) and still prints the summary so far
+(exit code 130). `--json OUT` writes the whole run (spec, every step, best configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from dbgym.errors import InvalidArgumentError
+
+
+def register_run(app: typer.Typer) -> None:
+    app.command("run")(run_cmd)
+
+
+def gym_spec_from_options(
+    *,
+    benchmark: str | None,
+    scale: float | None,
+    seed: int | None,
+    log: Path | None,
+    sql: Path | None,
+    dump: Path | None,
+    sample: int | None,
+) -> Any:
+    """The GymSpec of `dbgym run`'s workload and state options."""
+    from dbgym.benchmarks import get as get_benchmark
+    from dbgym.envs.spec import GymSpec
+    from dbgym.state.spec import DumpState
+    from dbgym.workload.spec import LogWorkload, SqlWorkload
+
+    if log is not None and sql is not None:
+        raise InvalidArgumentError("give one workload: --log FILE or --sql DIR, not both")
+    params: dict[str, Any] = {k: v for k, v in (("scale", scale), ("seed", seed)) if v is not None}
+    state: Any = None
+    workload: Any = None
+    if benchmark is not None:
+        entry = get_benchmark(benchmark)
+        state_params = {k: v for k, v in params.items() if k in entry.names("state")}
+        workload_params = {k: v for k, v in params.items() if k in entry.names("workload")}
+        state = entry.state(**state_params)
+        workload = entry.workload(**workload_params)
+    elif params:
+        raise InvalidArgumentError("--scale/--seed need --benchmark NAME")
+    if log is not None:
+        workload = LogWorkload(str(log.absolute()))
+    if sql is not None:
+        workload = SqlWorkload(str(sql.absolute()))
+    if dump is not None:
+        state = DumpState.of(dump)
+    if workload is None or state is None:
+        raise InvalidArgumentError(
+            "say what to tune on: --benchmark NAME (state and workload), or a workload "
+            "(--log FILE / --sql DIR) with a state (--dump FILE or --benchmark NAME)"
+        )
+    return GymSpec(historical_workloads=[workload], historical_state=state, episode_sample=sample)
+
+
+def run_cmd(
+    benchmark: Annotated[
+        str | None, typer.Option(help="Built-in benchmark for state and workload: tpch, pgbench")
+    ] = None,
+    scale: Annotated[float | None, typer.Option(help="Benchmark scale factor")] = None,
+    data_seed: Annotated[
+        int | None, typer.Option("--data-seed", help="Benchmark data/query seed")
+    ] = None,
+    log: Annotated[Path | None, typer.Option(help="Workload: a PostgreSQL server log")] = None,
+    sql: Annotated[Path | None, typer.Option(help="Workload: a .sql file or directory")] = None,
+    dump: Annotated[Path | None, typer.Option(help="State: a pg_dump file")] = None,
+    sample: Annotated[
+        int | None, typer.Option(help="Statements sampled per episode (default: all)")
+    ] = None,
+    model: Annotated[str, typer.Option(help="Model name (dbgym.load_model)")] = "random",
+    steps: Annotated[int, typer.Option(help="Steps to run")] = 30,
+    episode_steps: Annotated[
+        int | None, typer.Option(help="Steps per episode (default: one episode)")
+    ] = None,
+    tune: Annotated[
+        str, typer.Option(help="Comma-separated tuning dimensions: knobs,indexes,hints")
+    ] = "knobs,indexes,hints",
+    evaluation: Annotated[str, typer.Option(help="execute or estimate")] = "execute",
+    reward: Annotated[str, typer.Option(help="relative, delta, throughput")] = "relative",
+    backend: Annotated[str, typer.Option(help="local or docker")] = "local",
+    cpus: Annotated[float | None, typer.Option(help="Docker: CPU limit")] = None,
+    memory: Annotated[str | None, typer.Option(help="Docker: memory limit, e.g. 2g")] = None,
+    seed: Annotated[int, typer.Option(help="Environment and model seed")] = 15721,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the run (every step) as JSON")
+    ] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="A RunSpec JSON file (replaces the options)")
+    ] = None,
+) -> None:
+    """Runs a model on a dbgym environment and reports the best configuration found."""
+    from dbgym.envs.spec import EnvSpec
+    from dbgym.runner.run import RunSpec
+
+    if spec_file is not None:
+        spec = RunSpec.from_json(spec_file.read_text())
+    else:
+        gym_spec = gym_spec_from_options(
+            benchmark=benchmark, scale=scale, seed=data_seed, log=log, sql=sql, dump=dump,
+            sample=sample,
+        )  # fmt: skip
+        env = EnvSpec(
+            tune=tuple(t.strip() for t in tune.split(",") if t.strip()),
+            evaluation=evaluation,
+            reward=reward,
+            backend=backend,
+            cpus=cpus,
+            memory=memory,
+        )
+        spec = RunSpec(
+            gym=gym_spec,
+            env=env,
+            model=model,
+            model_kwargs={"seed": seed} if model == "random" else {},
+            steps=steps,
+            episode_steps=episode_steps,
+            seed=seed,
+        )
+    result = run_with_progress(spec)
+    print_summary(result)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+        typer.echo(f"wrote {json_out}")
+    if result.interrupted:
+        raise KeyboardInterrupt
+
+
+def run_with_progress(spec: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dbgym.runner.run import RunResult, StepRecord, run
+
+    progress = Progress(
+        TextColumn("[bold]dbgym run"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeElapsedColumn(),
+        transient=False,
+    )
+    task = progress.add_task("run", total=spec.steps, status="starting the server")
+
+    def on_step(record: StepRecord, result: RunResult) -> None:
+        best = "-" if math.isinf(result.best_reward) else f"{result.best_reward:+.3f}"
+        status = f"reward {record.reward:+.3f}  best {best}"
+        if record.error:
+            status += "  (config failed)"
+        progress.update(task, advance=1, status=status)
+
+    with progress:
+        return run(spec, on_step=on_step)
+
+
+def print_summary(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    unit = result.unit
+    table = Table(title="dbgym run" + (" (interrupted)" if result.interrupted else ""))
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+
+    def fmt(v: float | None) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.4g} s" if unit == "s" else f"{v:.6g}"
+
+    table.add_row(
+        "steps", f"{len(result.steps)} ({sum(1 for s in result.steps if s.error)} failed)"
+    )
+    table.add_row("baseline", fmt(result.baseline))
+    table.add_row("best", fmt(result.best_value))
+    imp = result.improvement
+    table.add_row("improvement", "-" if imp is None else f"{imp:+.1%}")
+    cfg = result.best_config or {}
+    knobs = cfg.get("knobs")
+    if knobs is not None:
+        shown = knobs if isinstance(knobs, str) else ", ".join(f"{k}={v}" for k, v in knobs.items())
+        table.add_row("knobs", shown or "default")
+    if "indexes" in cfg:
+        table.add_row("indexes", "\n".join(cfg["indexes"]) or "none")
+    if "hints" in cfg:
+        table.add_row(
+            "hints", "\n".join(f"{t[:50]}: {h}" for t, h in cfg["hints"].items()) or "none"
+        )
+    table.add_row("time", f"{result.seconds:.1f} s")
+    console.print(table)
