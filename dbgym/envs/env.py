@@ -177,7 +177,11 @@ class DbGymEnv(gym.Env[Obs, Any]):
         if "knobs" in tune or "knobs" in observe:
             memory, cpus = server_limits(instance)
             self.knob_space = KnobSpace(
-                inst.knob_catalog, spec.knobs, memory_bytes=memory, cpus=cpus
+                inst.knob_catalog,
+                spec.knobs,
+                memory_bytes=memory,
+                cpus=cpus,
+                limited=instance.memory is not None,
             )
         self.index_space: IndexSpace | None = None
         if "indexes" in tune or "indexes" in observe:
@@ -653,13 +657,13 @@ class DbGymEnv(gym.Env[Obs, Any]):
                 knobs = (
                     self.knob_space.encode(self._default_settings)
                     if self._config.knobs is None
-                    else self.knob_space.encode_values(self._config.knobs)
+                    else self.knob_space.encode(self._config.knobs)
                 )
             else:
                 try:
                     knobs = self.knob_space.encode(self._read_knobs())
                 except (DbgymError, psycopg.Error):
-                    knobs = self.knob_space.encode_values(self._config.knobs)
+                    knobs = self.knob_space.encode(self._config.knobs)
         hints = self.hint_space.one_hot(self._config.hints) if self.hint_space else None
         obs = self._builder.build(
             plans=plan_arrays,

@@ -68,6 +68,26 @@ class KnobScale:
             return math.log1p(v - self.lo) / math.log1p(self.hi - self.lo)
         return (v - self.lo) / (self.hi - self.lo)
 
+    def denormalize(self, x: float) -> str:
+        """The inverse of `normalize`: a point of [0, 1] (clipped) as a pg_settings-style
+        value in the knob's base unit. Integers are rounded, reals kept to 4 significant
+        digits, enums and booleans bucketed (n equal buckets; 1.0 is the last one), so
+        normalize -> denormalize gives the same value back (an action applied twice
+        changes nothing the second time)."""
+        x = min(max(float(x), 0.0), 1.0)
+        if self.vartype in ("bool", "enum"):
+            choices = ("off", "on") if self.vartype == "bool" else self.enumvals
+            return choices[min(int(x * len(choices)), len(choices) - 1)]
+        if self.log:
+            v = self.lo + math.expm1(x * math.log1p(self.hi - self.lo))
+        else:
+            v = self.lo + x * (self.hi - self.lo)
+        v = min(max(v, self.lo), self.hi)
+        if self.vartype == "integer":
+            return str(int(min(max(round(v), math.ceil(self.lo)), math.floor(self.hi))))
+        text = f"{v:.4g}"
+        return f"{min(max(float(text), self.lo), self.hi):.4g}"
+
 
 def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) -> KnobScale:
     """The scale of one knob from its catalog entry (and an optional narrower range)."""
