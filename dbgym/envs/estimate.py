@@ -8,12 +8,12 @@ settings applied in the estimator's own session: a template's cost is the plan's
 What estimate mode can see. Only settings the planner reads in a session are applied:
 pg_settings context "user" or "superuser" (random_page_cost, seq_page_cost, cpu_*_cost,
 effective_cache_size, work_mem, hash_mem_multiplier, the enable_* switches,
-default_statistics_target for later ANALYZEs, join_collapse_limit,
-max_parallel_workers_per_gather, jit, ...). The others are validated (an unknown name or
-a bad value raises KnobError) and then ignored, because no session can change them and
-the planner does not read them: shared_buffers (the planner uses effective_cache_size
-instead), wal_*/checkpoint_*/bgwriter_* knobs, max_connections, max_worker_processes and
-every other postmaster or sighup knob. `blind_to(names)` lists the ones given that estimate
+join_collapse_limit, from_collapse_limit, max_parallel_workers_per_gather, jit, ...).
+The others are validated (an unknown name or a bad value raises KnobError) and then
+ignored, because no session can change them and the planner does not read them:
+shared_buffers (the planner uses effective_cache_size instead), wal_*/checkpoint_*/
+bgwriter_* knobs, max_connections, max_worker_processes and every other postmaster or
+sighup knob. `blind_to(names)` lists the ones given that estimate
 mode cannot see. `statement_timeout` is the estimator's own (the `timeout` of one
 EXPLAIN), so a value given for it is validated and ignored.
 
