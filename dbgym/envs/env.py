@@ -506,11 +506,12 @@ class DbGymEnv(gym.Env[Obs, Any]):
         indexes = None
         if self.index_space is not None and not np.array_equal(cfg.indexes, self._config.indexes):
             indexes = self.index_space.specs(cfg.indexes)
-        change = session.apply(
-            knobs=knobs,
-            indexes=indexes,
-            template_settings=self._template_settings(cfg, self._baseline.timeouts),
-        )
+        settings = self._template_settings(cfg, self._baseline.timeouts)
+        if settings == session.template_settings:
+            settings = None  # unchanged: no round trips to check them again
+        if knobs is None and indexes is None and settings is None:
+            return False
+        change = session.apply(knobs=knobs, indexes=indexes, template_settings=settings)
         return bool(change.knobs is not None and change.knobs.restarted)
 
     def _evaluate(self, cfg: Config) -> tuple[StepMeasure | None, str | None]:

@@ -1,0 +1,72 @@
+"""Faults are part of the environment: a configuration that does not start and a server
+SIGKILLed in the middle of a step both give the penalty, `info["error"]` says what
+happened, and the next step works (real servers, both backends)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from dbgym.envs.env import DbGymEnv, KnobTuningEnv
+from dbgym.envs.spec import KnobRange
+from tests.conftest import Faults
+from tests.env_fixtures import tpch_gym_spec
+
+
+@pytest.fixture
+def knob_env(backend: str) -> Iterator[KnobTuningEnv]:
+    # max_connections below superuser_reserved_connections + reserved: the server
+    # refuses to start with the high end of this range (a start-breaking value)
+    knobs = [KnobRange("work_mem", 1024.0, 65536.0), KnobRange("max_connections", 1.0, 100.0)]
+    env = KnobTuningEnv(
+        tpch_gym_spec(), backend=backend, knobs=tuple(knobs), penalty=-5.0, max_plan_nodes=48
+    )
+    yield env
+    env.close()
+
+
+def test_start_breaking_knob_gives_penalty_then_a_working_step(knob_env: KnobTuningEnv) -> None:
+    knob_env.reset(seed=1)
+    names = knob_env.knob_space.names if knob_env.knob_space else ()
+    bad = np.array([0.5, 0.0], dtype=np.float32)  # max_connections = 1: refused at start
+    assert names == ("work_mem", "max_connections")
+    _, reward, _, _, info = knob_env.step(bad)
+    assert reward == -5.0
+    assert info["error"] is not None and "max_connections" in info["error"], info["error"]
+    good = np.array([0.5, 1.0], dtype=np.float32)
+    _, reward, _, _, info = knob_env.step(good)
+    assert info["error"] is None, info["error"]
+    assert reward != -5.0
+    assert info["value"] is not None and info["value"] > 0
+
+
+def test_postmaster_killed_mid_step(backend: str, faults: Faults) -> None:
+    env = DbGymEnv(tpch_gym_spec(), backend=backend, tune=("knobs",), max_plan_nodes=48)
+    try:
+        env.reset(seed=2)
+        inst = env.session.instance if env.session else None
+        assert inst is not None
+        watch = inst.connect(autocommit=True)
+
+        def replaying() -> bool:
+            row = watch.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND pid <> pg_backend_pid() AND query ILIKE '%%select%%' "
+                "AND query NOT ILIKE 'EXPLAIN%%' AND query NOT ILIKE '%%pg_settings%%' "
+                "AND query NOT ILIKE '%%pg_stat%%'"
+            ).fetchone()
+            return bool(row and row[0])
+
+        killer = faults.when(replaying, lambda: faults.kill_postmaster(inst), "a replay running")
+        _, reward, _, _, info = env.step(env.default_action())
+        killer.join()
+        watch.close()
+        assert reward == env.env_spec.penalty, info
+        assert info["error"] is not None and "recovered" in info["error"]
+        _, reward, _, _, info = env.step(env.default_action())
+        assert info["error"] is None, info["error"]
+        assert info["value"] is not None and info["value"] > 0
+    finally:
+        env.close()
