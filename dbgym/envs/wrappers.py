@@ -146,7 +146,7 @@ class SB3Wrapper(gym.ActionWrapper[Any, Any, Any]):
             n, first = _choices(part)
             picks = first + np.minimum((xs * n).astype(np.int64), n - 1)
             if isinstance(part, spaces.Discrete):
-                out[seg.key] = part.dtype.type(picks[0]) if part.dtype else int(picks[0])
+                out[seg.key] = np.int64(picks[0])
             else:
                 assert part.dtype is not None and part.shape is not None
                 out[seg.key] = picks.reshape(part.shape).astype(part.dtype)
