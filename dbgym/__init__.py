@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "MeasureStatus": "dbgym.session",
     "Measurement": "dbgym.session",
     "MetricsObserver": "dbgym.observe.metrics",
+    "Model": "dbgym.models.protocol",
     "ObservationSource": "dbgym.session",
     "PaddedPlanObservation": "dbgym.spaces.plan",
     "PlanBatch": "dbgym.plans.featurize",
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "WorkloadSpec": "dbgym.workload.spec",
     "collect_plans": "dbgym.observe.plans",
     "featurize": "dbgym.plans.featurize",
+    "load_model": "dbgym.models.registry",
     "replay": "dbgym.replayer.run",
 }
 
@@ -64,6 +66,8 @@ if TYPE_CHECKING:
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
     from dbgym.dbms.spec import InstanceSpec as InstanceSpec
+    from dbgym.models.protocol import Model as Model
+    from dbgym.models.registry import load_model as load_model
     from dbgym.envs.spec import EnvSpec as EnvSpec
     from dbgym.envs.spec import GymSpec as GymSpec
     from dbgym.envs.spec import KnobRange as KnobRange

@@ -301,7 +301,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
         return obs, info
 
     def step(self, action: Any) -> tuple[Obs, SupportsFloat, bool, bool, dict[str, Any]]:
-        session = self._live()
+        self._live()
         if self._episode is None:
             raise InvalidArgumentError("call reset() before step()")
         wanted, notes = self._decode(action)
@@ -344,11 +344,10 @@ class DbGymEnv(gym.Env[Obs, Any]):
             reward = checked(self._reward_fn(ctx), self.env_spec.reward)
             self._previous = measure.value
         self._steps += 1
+        value = None if measure is None else measure.value
         info: dict[str, Any] = {
-            "time" if self._estimator is None else "cost": None
-            if measure is None
-            else measure.value,
-            "value": None if measure is None else measure.value,
+            "time" if self._estimator is None else "cost": value,
+            "value": value,
             "baseline": base.value,
             "throughput": None if measure is None else measure.throughput,
             "per_template": {} if measure is None else measure.per_slot,
@@ -474,7 +473,8 @@ class DbGymEnv(gym.Env[Obs, Any]):
         space = self.action_space
         if isinstance(space, spaces.Dict):
             if not isinstance(action, Mapping):
-                return f"the action must be a dict with keys {list(space.spaces)}, got {type(action).__name__}"
+                keys = list(space.spaces)
+                return f"the action must be a dict with keys {keys}, got {type(action).__name__}"
             missing = set(space.spaces) - set(action)
             extra = set(action) - set(space.spaces)
             if missing or extra:
@@ -691,15 +691,11 @@ class DbGymEnv(gym.Env[Obs, Any]):
             return [None] * len(self.slots)
         for i, slot in enumerate(self.slots.slots):
             try:
-                out.append(
-                    explain_one(
-                        conn,
-                        slot.sql,
-                        slot.params,
-                        planner_settings=hints.get(i),
-                        timeout=EXPLAIN_TIMEOUT,
-                    )  # fmt: skip
+                settings = hints.get(i)
+                plan = explain_one(
+                    conn, slot.sql, slot.params, planner_settings=settings, timeout=EXPLAIN_TIMEOUT
                 )
+                out.append(plan)
             except psycopg.Error:
                 out.append(None)
         return out

@@ -110,7 +110,7 @@ class ObservationBuilder:
             return out, 0
         batch = featurize([plans[i] for i in have], catalog=self.catalog, encoding="qppnet")
         truncated = 0
-        hi_feat = self.space["plan_features"].high[0]  # type: ignore[index]
+        hi_feat = self.space["plan_features"].high[0, 0]  # type: ignore[index]
         for j, slot in enumerate(have):
             lo, hi = int(batch.offsets[j]), int(batch.offsets[j + 1])
             k = min(hi - lo, n)
