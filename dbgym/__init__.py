@@ -66,11 +66,11 @@ if TYPE_CHECKING:
     from dbgym.dbms.instance import PostgresInstance as PostgresInstance
     from dbgym.dbms.knobs import KnobChange as KnobChange
     from dbgym.dbms.spec import InstanceSpec as InstanceSpec
-    from dbgym.models.protocol import Model as Model
-    from dbgym.models.registry import load_model as load_model
     from dbgym.envs.spec import EnvSpec as EnvSpec
     from dbgym.envs.spec import GymSpec as GymSpec
     from dbgym.envs.spec import KnobRange as KnobRange
+    from dbgym.models.protocol import Model as Model
+    from dbgym.models.registry import load_model as load_model
     from dbgym.observe.knobs import KnobStateObserver as KnobStateObserver
     from dbgym.observe.metrics import MetricsObserver as MetricsObserver
     from dbgym.observe.plans import CollectedPlan as CollectedPlan

@@ -43,7 +43,7 @@ def test_specs_round_trip_and_pickle() -> None:
     g = tpch_gym_spec(episode_sample=10)
     assert GymSpec.from_json(g.to_json()) == g
     assert pickle.loads(pickle.dumps(g)) == g
-    e = EnvSpec(tune=("indexes",), evaluation="estimate", knobs=[{"name": "work_mem"}])
+    e = EnvSpec(tune=("indexes",), evaluation="estimate", knobs=(dbgym.KnobRange("work_mem"),))
     assert EnvSpec.from_json(e.to_json()) == e
     with pytest.raises(dbgym.errors.SpecError) as err:
         EnvSpec(evaluation="guess")  # type: ignore[arg-type]
@@ -98,16 +98,13 @@ def test_index_chosen_shows_in_plans_and_is_gone_after_reset(env: DbGymEnv) -> N
     assert env.index_space is not None
     candidates = env.index_space.candidates
     pick = next(c for c in candidates if c.table == "lineitem" and c.columns == ("l_shipdate",))
-    _, reward, _, _, info = env.step(_index_action(env, "lineitem", "l_shipdate"))
+    _, _, _, _, info = env.step(_index_action(env, "lineitem", "l_shipdate"))
     assert info["error"] is None, info["error"]
     assert str(pick) in info["config"]["indexes"]
     assert any(p is not None and pick.name in p for p in info["plans"])
-    with env.session.connection() as _:  # type: ignore[union-attr]
-        pass
     conn = env.session.connection()  # type: ignore[union-attr]
     assert conn.execute("SELECT to_regclass(%s)", (pick.name,)).fetchone() != (None,)
     obs, info = env.reset(seed=5)
-    assert conn.closed or True
     conn = env.session.connection()  # type: ignore[union-attr]
     assert conn.execute("SELECT to_regclass(%s)", (pick.name,)).fetchone() == (None,)
     assert not any(p is not None and pick.name in p for p in info["plans"])

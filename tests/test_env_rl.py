@@ -11,11 +11,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from dbgym.envs.wrappers import SB3Wrapper
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from dbgym.envs.spec import GymSpec
+from dbgym.envs.wrappers import SB3Wrapper
 from tests.env_fixtures import pgbench_gym_spec, tpch_gym_spec
 
 SPECS: dict[str, Callable[[], GymSpec]] = {"tpch": tpch_gym_spec, "pgbench": pgbench_gym_spec}
@@ -78,7 +78,7 @@ def test_async_vector_env_two_servers(bench: str, evaluation: str) -> None:
         obs, infos = envs.reset(seed=11)
         assert envs.observation_space.contains(obs)
         for _ in range(2):
-            obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
+            obs, rewards, _, _, infos = envs.step(envs.action_space.sample())
             assert rewards.shape == (2,) and np.isfinite(rewards).all()
             assert all(e is None for e in infos["error"]), infos["error"]
     finally:

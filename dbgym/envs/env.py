@@ -109,7 +109,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
     while the state is built (None: on a terminal).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
+    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium's)
     #: the tuned dimension of a one-dimension preset (None: the holistic Dict action)
     preset: ClassVar[Dimension | None] = None
 
@@ -230,7 +230,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
             n_indexes=len(self.index_space.candidates) if self.index_space else 0,
             n_hint_sets=self.hint_space.n_sets if self.hint_space else 1,
         )
-        self.observation_space = self._builder.space
+        self.observation_space = self._builder.space  # type: ignore[assignment]
         parts: dict[str, spaces.Space[Any]] = {}
         for dim in spec.tune:
             parts[dim] = self._part(dim).space
@@ -506,7 +506,9 @@ class DbGymEnv(gym.Env[Obs, Any]):
         indexes = None
         if self.index_space is not None and not np.array_equal(cfg.indexes, self._config.indexes):
             indexes = self.index_space.specs(cfg.indexes)
-        settings = self._template_settings(cfg, self._baseline.timeouts)
+        settings: dict[int, dict[str, str]] | None = self._template_settings(
+            cfg, self._baseline.timeouts
+        )
         if settings == session.template_settings:
             settings = None  # unchanged: no round trips to check them again
         if knobs is None and indexes is None and settings is None:

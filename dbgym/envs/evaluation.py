@@ -95,9 +95,9 @@ def measure_replay(
             errors[state] = errors.get(state, 0) + 1
     means = template_latencies(result)
     for tid, mean in means.items():
-        slot = slot_of.get(tid)
-        if slot is not None:
-            by_slot_lat.setdefault(slot, []).append(mean)
+        found = slot_of.get(tid)
+        if found is not None:
+            by_slot_lat.setdefault(found, []).append(mean)
     per_slot = {s: float(np.mean(v)) for s, v in by_slot_lat.items()}
     ok = int(result.ok.sum())
     elapsed = result.elapsed_ns / 1e9

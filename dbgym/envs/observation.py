@@ -108,9 +108,12 @@ class ObservationBuilder:
         have = [i for i, p in enumerate(plans[:t]) if p is not None]
         if not have:
             return out, 0
-        batch = featurize([plans[i] for i in have], catalog=self.catalog, encoding="qppnet")
+        texts: list[str] = [p for p in plans[:t] if p is not None]
+        batch = featurize(texts, catalog=self.catalog, encoding="qppnet")
         truncated = 0
-        hi_feat = self.space["plan_features"].high[0, 0]  # type: ignore[index]
+        box = self.space["plan_features"]
+        assert isinstance(box, spaces.Box)
+        hi_feat = box.high[0, 0]
         for j, slot in enumerate(have):
             lo, hi = int(batch.offsets[j]), int(batch.offsets[j + 1])
             k = min(hi - lo, n)

@@ -79,7 +79,8 @@ def resolve(name: str) -> RewardFn:
         raise InvalidArgumentError(f"reward={name!r}: cannot import it ({e})") from None
     if not callable(obj):
         raise InvalidArgumentError(f"reward={name!r} is not callable")
-    return obj  # type: ignore[no-any-return]
+    resolved: RewardFn = obj
+    return resolved
 
 
 def name_of(fn: RewardFn) -> str:

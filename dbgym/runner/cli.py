@@ -113,13 +113,15 @@ def run_cmd(
             benchmark=benchmark, scale=scale, seed=data_seed, log=log, sql=sql, dump=dump,
             sample=sample,
         )  # fmt: skip
-        env = EnvSpec(
-            tune=tuple(t.strip() for t in tune.split(",") if t.strip()),
-            evaluation=evaluation,
-            reward=reward,
-            backend=backend,
-            cpus=cpus,
-            memory=memory,
+        env = EnvSpec.from_dict(
+            {
+                "tune": [t.strip() for t in tune.split(",") if t.strip()],
+                "evaluation": evaluation,
+                "reward": reward,
+                "backend": backend,
+                "cpus": cpus,
+                "memory": memory,
+            }
         )
         spec = RunSpec(
             gym=gym_spec,

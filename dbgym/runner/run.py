@@ -30,7 +30,7 @@ class RunSpec(Spec):
     kind: ClassVar[str] = "run"
 
     gym: GymSpec
-    env: EnvSpec = EnvSpec()
+    env: EnvSpec = field(default_factory=EnvSpec)
     model: str = "random"
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 30
