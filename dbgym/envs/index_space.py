@@ -1,33 +1,51 @@
-"""The index action: candidate indexes mined from the workload, one bit each.
+"""The index action: candidate indexes mined from a workload, their sizes, the budget,
+and `IndexSpace` (a MultiBinary over the candidates, with repair and SWIRL-style masks).
 
-Mining (`mine_candidates`): each template's representative statement is EXPLAINed
-(VERBOSE, without ANALYZE: nothing runs), and the columns its plan uses are read from the
-expressions the planner prints qualified by the relation alias: filters ("Filter", "Index
-Cond", "Recheck Cond"), joins ("Hash Cond", "Merge Cond", "Join Filter", and an inner index
-scan's "Index Cond"), "Group Key" and "Sort Key". EXPLAIN resolves aliases, unqualified
-names, views and CTEs for us, which a SQL tokenizer would have to redo. Statements EXPLAIN
-cannot take (BEGIN, utility statements) and extended-protocol statements whose parameters
-were not logged are skipped. A column counts for a table with at least `min_rows` rows
-(pg_class.reltuples, after ANALYZE when a table was never analyzed).
+Mining (`mine_candidates`): each statement is explained with EXPLAIN (VERBOSE, FORMAT
+JSON), which qualifies every column reference with its relation's (unique) alias. The
+plan's expressions that decide which rows are read or how they are combined - "Filter"
+(of scans and joins), "Index Cond", "Recheck Cond", "Hash Cond", "Merge Cond", "Join
+Filter", "Cache Key" - give every `alias.column` they mention; "Group Key", "Sort Key"
+and "Presorted Key" give their plain column keys (not aggregates or expressions). Aliases
+map to tables through the plan's scan nodes ("Relation Name", "Schema", "Alias"), so
+aliases, self-joins and unqualified names are resolved by PostgreSQL itself. Statements
+with `$n` placeholders are explained as a generic plan: PREPARE, then EXPLAIN EXECUTE with
+NULL arguments under `plan_cache_mode = force_generic_plan` (PostgreSQL 15 has no
+EXPLAIN (GENERIC_PLAN)); a statement EXPLAIN refuses (BEGIN, DDL, a placeholder whose
+type cannot be inferred) is skipped.
 
-Candidates: every used column alone, and, up to `max_width` columns, ordered combinations
-(a, b, ...) of columns of one table used together by one statement whose prefix is itself a
-candidate. A candidate whose columns are the leading columns of an index the database
-already has (a primary key, TPC-H's foreign-key indexes) is left out: building it again
-changes nothing. Candidates are ranked by how many statements use them (ties: table, then
-columns), `max_candidates` kept, prefixes before their extensions.
+Candidates: one single-column btree index per column used, plus ordered multi-column
+indexes (a, b, ...) up to `max_width` columns on one table whose columns are all used by
+one statement and whose prefix (all but the last column) is itself a candidate. Left out:
+tables with fewer than `min_rows` rows (pg_class.reltuples; tables never analyzed are
+ANALYZEd first), system tables, and candidates whose columns are the leading key columns
+of an existing non-partial btree index of the database (the primary key's first column,
+say): such an index already serves them. Their extensions stay candidates, standing
+alone (the prefix is always in force), unless the prefix is a unique index's whole key
+(a primary key): one row per key leaves nothing for a second column to narrow. dbgym's
+own indexes (dbgym.dbms.indexes) do not count as existing.
 
-Sizes (`estimate_sizes`) come from HypoPG (`hypopg_relation_size` of a hypothetical index)
-before anything is built; without HypoPG, from reltuples x (the columns' average width from
-pg_stats + 16 bytes of tuple overhead) x 1.3.
+Ranking: by the number of statements using the candidate (all its columns), then fewer
+columns, then table and column names; the first `max_candidates` are kept. A prefix is
+used by at least as many statements as its extensions and has fewer columns, so it ranks
+before them: the kept set holds the prefix of each of its multi-column candidates.
 
-`IndexSpace`: the MultiBinary action, `repair` (any action becomes applicable: a
-multi-column candidate without its prefix chosen is dropped; over the budget, chosen
-candidates are dropped from the last one backwards until it fits) and the masks (SWIRL's
-rules, Kossmann et al., EDBT 2022: only candidates of the workload; a multi-column candidate
-only once its prefix is in force; no candidate larger than the budget left by the indexes in
-force). The mask bounds single additions; several new candidates that fit one by one but not
-together are cut by `repair`, and `info["notes"]` says so.
+Sizes (`estimate_sizes`): HypoPG's estimate of each candidate (hypothetical indexes
+created and dropped again on the given connection; only those, so hypothetical indexes
+someone else made on the connection stay). Without HypoPG (the extension cannot be
+created): reltuples x (sum of the columns' pg_stats.avg_width (8 when unknown) + 16 bytes
+of tuple header and item pointer) x 1.3 (page fill factor and upper levels), at least one
+8 kB page.
+
+Budget: `default_budget` is the total size of the user tables (pg_table_size, i.e. heap,
+TOAST, free space and visibility maps, of every ordinary table outside the system
+schemas): indexes may take as much room as the data. `parse_budget` reads "2GB", "500MB",
+"1g", "64kB" or bytes.
+
+`IndexSpace` rules (SWIRL, Kossmann et al., EDBT 2022): only mined candidates can be
+chosen; a multi-column candidate only together with its prefix; the chosen set must fit
+the budget. `repair` makes any MultiBinary action follow them; `mask` (against the
+indexes in force) only allows single changes that need no repair; see their docstrings.
 """
 
 from __future__ import annotations
@@ -36,6 +54,8 @@ import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import permutations
 from typing import Any
 
 import numpy as np
@@ -43,78 +63,186 @@ import psycopg
 from gymnasium import spaces
 from numpy.typing import NDArray
 
-from dbgym.dbms.indexes import IndexSpec
-from dbgym.errors import InvalidArgumentError
-from dbgym.observe.plans import EXPLAINABLE, explain_one
+from dbgym.dbms.indexes import INDEX_PREFIX, IndexSpec
+from dbgym.dbms.knobs import memory_limit_bytes
+from dbgym.errors import InvalidArgumentError, SpecError
+from dbgym.observe.plans import explain_one
 
-_EXPR_KEYS = (
-    "Filter",
+#: Plan node fields whose expressions select or combine rows: every column they mention.
+_PREDICATE_FIELDS = (
     "Index Cond",
     "Recheck Cond",
     "Hash Cond",
     "Merge Cond",
     "Join Filter",
-    "Group Key",
-    "Sort Key",
+    "Cache Key",
 )
-_QUALIFIED = re.compile(r'(?<![\w."])("?)([A-Za-z_][\w$]*)\1\.("?)([A-Za-z_][\w$]*)\3(?![\w"(])')
+#: Plan node fields listing keys: only the keys that are plain column references.
+_KEY_FIELDS = ("Group Key", "Sort Key", "Presorted Key")
+#: Node types whose "Filter" is a HAVING-like condition on computed values, not on rows.
+_NO_FILTER_NODES = frozenset({"Aggregate", "Group", "WindowAgg", "Result", "SetOp"})
+_IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"(?:[^"]|"")+")'
+_REF = re.compile(rf'(?<![\w$."])({_IDENT})\.({_IDENT})(?![\w$."(])')
+_KEY = re.compile(
+    rf"^\(*({_IDENT})\.({_IDENT})\)*(?:\s+(?:ASC|DESC|USING\s+\S+))?(?:\s+NULLS\s+(?:FIRST|LAST))?$"
+)
 _STRING = re.compile(r"'(?:[^']|'')*'")
-_FIRST = re.compile(r"^\s*\(*\s*([A-Za-z]+)")
-_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30,
-          "t": 2**40, "tb": 2**40}  # fmt: skip
-_BUDGET = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
-
-_TABLES_SQL = """
-SELECT c.relname, c.reltuples, a.attname
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relkind IN ('r', 'p', 'm')
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%%'
-"""
-
-_EXISTING_SQL = """
-SELECT t.relname, array_agg(a.attname ORDER BY k.ord)
-FROM pg_index i
-JOIN pg_class t ON t.oid = i.indrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
-CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
-JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.attnum > 0
-GROUP BY i.indexrelid, t.relname
-"""
+_PLACEHOLDER = re.compile(r"\$(\d+)")
+_SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
+#: Seconds one EXPLAIN may take while mining.
+EXPLAIN_TIMEOUT = 30.0
+#: Fallback size model: per-tuple overhead (index tuple header + item pointer) and slack.
+_TUPLE_OVERHEAD = 16
+_SLACK = 1.3
+_PAGE = 8192
 
 
-def _walk(node: Any, aliases: dict[str, str], exprs: list[str]) -> None:
-    if isinstance(node, dict):
-        rel = node.get("Relation Name")
-        if isinstance(rel, str):
-            aliases[str(node.get("Alias", rel))] = rel
-        for key in _EXPR_KEYS:
-            value = node.get(key)
-            if isinstance(value, str):
-                exprs.append(value)
-            elif isinstance(value, list):
-                exprs.extend(str(v) for v in value)
-        for child in node.get("Plans", ()):
-            _walk(child, aliases, exprs)
+def _unquote(ident: str) -> str:
+    if ident.startswith('"'):
+        return ident[1:-1].replace('""', '"')
+    return ident
 
 
-def plan_columns(plan_json: str) -> set[tuple[str, str]]:
-    """(table, column) pairs an EXPLAIN (VERBOSE, FORMAT JSON) plan's filters, joins,
-    group and sort keys use."""
-    doc = json.loads(plan_json)
-    root = doc[0]["Plan"] if isinstance(doc, list) else doc["Plan"]
-    aliases: dict[str, str] = {}
-    exprs: list[str] = []
-    _walk(root, aliases, exprs)
-    out: set[tuple[str, str]] = set()
-    for expr in exprs:
-        for m in _QUALIFIED.finditer(_STRING.sub("''", expr)):
-            table = aliases.get(m.group(2))
-            if table is not None:
-                out.add((table, m.group(4)))
+@dataclass(frozen=True)
+class _Table:
+    oid: int
+    schema: str
+    name: str
+    rows: float
+    columns: frozenset[str]
+
+    @property
+    def spec_name(self) -> str:
+        """The table as IndexSpec spells it: bare in "public", else schema-qualified."""
+        return self.name if self.schema == "public" else f"{self.schema}.{self.name}"
+
+
+def _user_tables(conn: psycopg.Connection[Any]) -> dict[tuple[str, str], _Table]:
+    """(schema, name) -> table, for the ordinary and partitioned user tables; tables never
+    analyzed (reltuples < 0) are ANALYZEd first."""
+    query = (
+        "SELECT c.oid, n.nspname, c.relname, c.reltuples FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind IN ('r', 'p') AND n.nspname <> ALL(%s) "
+        "AND n.nspname NOT LIKE 'pg_temp%%' AND n.nspname NOT LIKE 'pg_toast%%'"
+    )
+    rows = conn.execute(query, (list(_SYSTEM_SCHEMAS),)).fetchall()
+    unanalyzed = [(schema, name) for _, schema, name, tuples in rows if tuples < 0]
+    if unanalyzed:
+        from psycopg import sql
+
+        for schema, name in unanalyzed:
+            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, name)))
+        rows = conn.execute(query, (list(_SYSTEM_SCHEMAS),)).fetchall()
+    columns: dict[int, set[str]] = {}
+    for oid, attname in conn.execute(
+        "SELECT attrelid, attname FROM pg_attribute WHERE attrelid = ANY(%s) AND attnum > 0 "
+        "AND NOT attisdropped",
+        ([r[0] for r in rows],),
+    ):
+        columns.setdefault(int(oid), set()).add(str(attname))
+    return {
+        (str(schema), str(name)): _Table(
+            int(oid), str(schema), str(name), float(tuples), frozenset(columns.get(int(oid), ()))
+        )
+        for oid, schema, name, tuples in rows
+    }
+
+
+def _existing_prefixes(conn: psycopg.Connection[Any]) -> dict[tuple[int, tuple[str, ...]], bool]:
+    """(table oid, leading key columns) of every prefix of the valid, non-partial btree
+    indexes not made by dbgym -> whether those columns are a unique index's whole key
+    (then a longer index starting with them finds no fewer rows)."""
+    rows = conn.execute(
+        "SELECT i.indrelid, ic.relname, i.indnkeyatts, i.indisunique, "
+        "  array(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+        "        LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+        "        ORDER BY k.ord) "
+        "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+        "JOIN pg_am am ON am.oid = ic.relam "
+        "WHERE am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL"
+    ).fetchall()
+    out: dict[tuple[int, tuple[str, ...]], bool] = {}
+    for relid, name, nkey, unique, names in rows:
+        if str(name).startswith(INDEX_PREFIX):
+            continue
+        keys: list[str] = []
+        for k, col in enumerate(list(names)[: int(nkey)]):
+            if col is None:  # an expression column ends the usable prefix
+                break
+            keys.append(str(col))
+            whole = bool(unique) and k == int(nkey) - 1
+            out[(int(relid), tuple(keys))] = out.get((int(relid), tuple(keys)), False) or whole
     return out
+
+
+def _explain(
+    conn: psycopg.Connection[Any], statement: str, params: tuple[str | None, ...] | None
+) -> Any | None:
+    """The EXPLAIN (VERBOSE, FORMAT JSON) plan tree of `statement` (with `params`, or a
+    generic plan when it has $n placeholders and no params are given), or None when the
+    server refuses to explain it."""
+    generic = False
+    if not params:
+        found = _PLACEHOLDER.findall(_STRING.sub("''", statement))
+        params = (None,) * max((int(m) for m in found), default=0)
+        generic = bool(params)
+    try:
+        text = explain_one(
+            conn,
+            statement,
+            params,
+            options="VERBOSE, FORMAT JSON",
+            planner_settings={"plan_cache_mode": "force_generic_plan"} if generic else None,
+            timeout=EXPLAIN_TIMEOUT,
+        )
+    except psycopg.Error:
+        if conn.broken or conn.closed:
+            raise
+        return None
+    doc = json.loads(text)
+    return doc[0]["Plan"] if doc and isinstance(doc, list) else None
+
+
+def _nodes(plan: Any) -> Iterable[dict[str, Any]]:
+    stack = [plan]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(reversed(node.get("Plans", [])))
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return [str(value)]
+
+
+def plan_columns(plan: Any) -> set[tuple[str, str, str]]:
+    """(schema, table, column) of the columns a plan tree (EXPLAIN VERBOSE JSON "Plan")
+    uses in predicates, join conditions and grouping / sort keys (see the module
+    docstring); columns of CTEs, subqueries and functions are not tables' and left out."""
+    aliases: dict[str, tuple[str, str]] = {}
+    nodes = list(_nodes(plan))
+    for node in nodes:
+        if "Relation Name" in node and "Alias" in node:
+            aliases[str(node["Alias"])] = (str(node.get("Schema", "public")), node["Relation Name"])
+    refs: set[tuple[str, str]] = set()
+    for node in nodes:
+        texts = [t for f in _PREDICATE_FIELDS for t in _as_list(node.get(f))]
+        if node.get("Node Type") not in _NO_FILTER_NODES:
+            texts += _as_list(node.get("Filter"))
+        for text in texts:
+            for alias, column in _REF.findall(_STRING.sub("''", text)):
+                refs.add((_unquote(alias), _unquote(column)))
+        for key in (k for f in _KEY_FIELDS for k in _as_list(node.get(f))):
+            m = _KEY.match(key.strip())
+            if m:
+                refs.add((_unquote(m.group(1)), _unquote(m.group(2))))
+    return {(*aliases[a], c) for a, c in refs if a in aliases}
 
 
 def mine_candidates(
@@ -126,199 +254,320 @@ def mine_candidates(
     max_candidates: int,
     params: Sequence[Sequence[str | None]] | None = None,
 ) -> list[IndexSpec]:
-    """Candidate indexes for `statements` (see the module docstring)."""
-    rows = conn.execute(_TABLES_SQL).fetchall()
-    if any(float(r[1]) < 0 for r in rows):
-        conn.execute("ANALYZE")
-        rows = conn.execute(_TABLES_SQL).fetchall()
-    reltuples = {str(r[0]): float(r[1]) for r in rows}
-    columns = {(str(r[0]), str(r[2])) for r in rows}
-    existing = {(str(t), tuple(str(c) for c in cols)) for t, cols in conn.execute(_EXISTING_SQL)}
-    covered = {(t, cols[:k]) for t, cols in existing for k in range(1, len(cols) + 1)}
-    uses: Counter[tuple[str, tuple[str, ...]]] = Counter()
-    for i, text in enumerate(statements):
-        m = _FIRST.match(text)
-        if m is None or m.group(1).upper() not in EXPLAINABLE:
-            continue
-        args = tuple(params[i]) if params is not None else ()
-        if "$1" in text and not args:
-            continue
-        try:
-            plan = explain_one(conn, text, args, options="VERBOSE, FORMAT JSON", timeout=30.0)
-        except psycopg.Error:
-            continue
-        used = sorted(
-            (t, c)
-            for t, c in plan_columns(plan)
-            if (t, c) in columns and reltuples.get(t, 0.0) >= min_rows
+    """Candidate btree indexes for `statements` on the connected database, best first (see
+    the module docstring). `conn`: an autocommit connection. `params`: per statement, the
+    values of its $n placeholders (None: a generic plan is explained instead).
+    Deterministic for the same database and statements."""
+    if isinstance(statements, str):
+        raise InvalidArgumentError("mine_candidates: statements must be a list of SQL texts")
+    for key, value in (("max_width", max_width), ("max_candidates", max_candidates)):
+        if not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"mine_candidates: {key} must be >= 1, got {value!r}")
+    if not isinstance(min_rows, int) or min_rows < 0:
+        raise InvalidArgumentError(f"mine_candidates: min_rows must be >= 0, got {min_rows!r}")
+    tables = _user_tables(conn)
+    existing = _existing_prefixes(conn)
+    counts: Counter[tuple[_Table, tuple[str, ...]]] = Counter()
+    if params is not None and len(params) != len(statements):
+        raise InvalidArgumentError(
+            f"mine_candidates: {len(statements)} statements but {len(params)} parameter lists"
         )
-        by_table: dict[str, list[str]] = {}
-        for t, c in used:
-            by_table.setdefault(t, []).append(c)
-        seen: set[tuple[str, tuple[str, ...]]] = set()
-        for t, names in by_table.items():
-            combos: list[tuple[str, ...]] = [(c,) for c in names]
-            frontier = list(combos)
-            for _ in range(1, max_width):
-                frontier = [(*p, c) for p in frontier for c in names if c not in p]
-                combos.extend(frontier)
-            seen.update((t, combo) for combo in combos)
-        uses.update(seen)
-    kept = [k for k in uses if k not in covered]
-    kept.sort(key=lambda k: (-uses[k], len(k[1]), k[0], k[1]))
-    chosen: list[tuple[str, tuple[str, ...]]] = []
-    have = set()
-    for t, cols in kept:
-        if len(chosen) >= max_candidates:
-            break
-        prefix_ok = len(cols) == 1 or (t, cols[:-1]) in have or (t, cols[:-1]) in covered
-        if prefix_ok:
-            chosen.append((t, cols))
-            have.add((t, cols))
-    chosen.sort(key=lambda k: (len(k[1]), -uses[k], k[0], k[1]))
-    return [IndexSpec(t, cols) for t, cols in chosen]
+    for k, statement in enumerate(statements):
+        plan = _explain(conn, statement, tuple(params[k]) if params is not None else None)
+        if plan is None:
+            continue
+        used: dict[_Table, set[str]] = {}
+        for schema, name, column in plan_columns(plan):
+            table = tables.get((schema, name))
+            if table is None or column not in table.columns or table.rows < min_rows:
+                continue
+            used.setdefault(table, set()).add(column)
+        found: set[tuple[_Table, tuple[str, ...]]] = set()
+        for table, columns in used.items():
+            ordered = sorted(columns)
+            for width in range(1, min(max_width, len(ordered)) + 1):
+                found.update((table, cols) for cols in permutations(ordered, width))
+        counts.update(found)
+    kept: set[tuple[_Table, tuple[str, ...]]] = set()
+    for width in range(1, max_width + 1):
+        for table, cols in counts:
+            if len(cols) != width or (table.oid, cols) in existing:
+                continue
+            prefix = cols[:-1]
+            if width == 1 or (table, prefix) in kept or existing.get((table.oid, prefix)) is False:
+                kept.add((table, cols))
+    ranked = sorted(kept, key=lambda tc: (-counts[tc], len(tc[1]), tc[0].schema, tc[0].name, tc[1]))
+    return [IndexSpec(table.spec_name, cols) for table, cols in ranked[:max_candidates]]
 
 
-def estimate_sizes(conn: psycopg.Connection[Any], specs: Sequence[IndexSpec]) -> list[int]:
-    """Bytes each index would take (HypoPG; see the module docstring for the fallback)."""
-    if not specs:
-        return []
+def _create_hypopg(conn: psycopg.Connection[Any]) -> bool:
     try:
         conn.execute("CREATE EXTENSION IF NOT EXISTS hypopg")
     except psycopg.Error:
-        return [_fallback_size(conn, s) for s in specs]
-    out: list[int] = []
-    try:
-        for s in specs:
-            cols = ", ".join(f'"{c}"' for c in s.columns)
-            table = ".".join(f'"{p}"' for p in s.table.split("."))
-            ddl = f"CREATE INDEX ON {table} USING {s.using} ({cols})"
-            row = conn.execute(
-                "SELECT hypopg_relation_size(indexrelid) FROM hypopg_create_index(%s)", (ddl,)
-            ).fetchone()
-            out.append(int(row[0]) if row is not None else _fallback_size(conn, s))
-    finally:
-        conn.execute("SELECT hypopg_reset()")
-    return out
+        if conn.broken or conn.closed:
+            raise
+        return False
+    return True
+
+
+def _index_ddl(conn: psycopg.Connection[Any], spec: IndexSpec) -> str:
+    from psycopg import sql
+
+    return (
+        sql.SQL("CREATE INDEX ON {} USING {} ({})")
+        .format(
+            spec.table_sql(),
+            sql.Identifier(spec.using),
+            sql.SQL(", ").join(sql.Identifier(c) for c in spec.columns),
+        )
+        .as_string(conn)
+    )
 
 
 def _fallback_size(conn: psycopg.Connection[Any], spec: IndexSpec) -> int:
+    qualified = spec.table_sql().as_string(conn)
     row = conn.execute(
-        "SELECT greatest(c.reltuples, 0), coalesce(sum(s.avg_width), 0) FROM pg_class c "
-        "LEFT JOIN pg_stats s ON s.tablename = c.relname AND s.attname = ANY(%s) "
-        "WHERE c.relname = %s GROUP BY c.reltuples",
-        (list(spec.columns), spec.table.split(".")[-1]),
+        "SELECT c.reltuples, n.nspname, c.relname FROM pg_class c "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+        (qualified,),
     ).fetchone()
     if row is None:
-        return 8192
-    return max(8192, int(float(row[0]) * (float(row[1]) + 16) * 1.3))
+        raise InvalidArgumentError(f"index {spec}: no table {spec.table!r}")
+    tuples, schema, name = max(float(row[0]), 0.0), row[1], row[2]
+    widths = dict(
+        conn.execute(
+            "SELECT attname, avg_width FROM pg_stats WHERE schemaname = %s AND tablename = %s",
+            (schema, name),
+        ).fetchall()
+    )
+    width = sum(int(widths.get(c) or 8) for c in spec.columns)
+    return max(_PAGE, int(tuples * (width + _TUPLE_OVERHEAD) * _SLACK))
+
+
+def estimate_sizes(conn: psycopg.Connection[Any], specs: Sequence[IndexSpec]) -> list[int]:
+    """Estimated bytes of each index in `specs` (HypoPG, else the fallback model of the
+    module docstring). InvalidArgumentError when a spec's table or column is unknown."""
+    if not specs:
+        return []
+    if not _create_hypopg(conn):
+        return [_fallback_size(conn, s) for s in specs]
+    sizes: list[int] = []
+    oids: list[int] = []
+    try:
+        for spec in specs:
+            try:
+                row = conn.execute(
+                    "SELECT indexrelid FROM hypopg_create_index(%s)", (_index_ddl(conn, spec),)
+                ).fetchone()
+            except psycopg.Error as exc:
+                if conn.broken or conn.closed:
+                    raise
+                detail = str(exc).strip().splitlines()[0]
+                raise InvalidArgumentError(f"index {spec}: HypoPG refused it: {detail}") from exc
+            if row is None:  # pragma: no cover - hypopg_create_index returns one row
+                raise InvalidArgumentError(f"index {spec}: HypoPG made no hypothetical index")
+            oids.append(int(row[0]))
+            size = conn.execute("SELECT hypopg_relation_size(%s)", (oids[-1],)).fetchone()
+            sizes.append(max(_PAGE, int(size[0])) if size and size[0] is not None else _PAGE)
+    finally:
+        if oids and not (conn.broken or conn.closed):
+            conn.execute("SELECT hypopg_drop_index(o) FROM unnest(%s::oid[]) AS o", (oids,))
+    return sizes
 
 
 def default_budget(conn: psycopg.Connection[Any]) -> int:
-    """The default storage budget: the size of the user tables (heap, without indexes),
-    i.e. the indexes may at most double the data's footprint."""
+    """Bytes of the database's ordinary user tables (sum of pg_table_size), at least one
+    page: the default index storage budget."""
     row = conn.execute(
         "SELECT coalesce(sum(pg_table_size(c.oid)), 0) FROM pg_class c "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'm') "
-        "AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-        "AND n.nspname NOT LIKE 'pg_toast%%'"
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE c.relkind = 'r' AND n.nspname <> ALL(%s) AND n.nspname NOT LIKE 'pg_temp%%' "
+        "AND n.nspname NOT LIKE 'pg_toast%%'",
+        (list(_SYSTEM_SCHEMAS),),
     ).fetchone()
-    return max(int(row[0]) if row is not None else 0, 8192)
+    return max(_PAGE, int(row[0]) if row else 0)
 
 
 def parse_budget(value: int | str) -> int:
-    """A budget in bytes: an int, or "2GB" / "500MB" / "1g" / "64kB"."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value <= 0:
-            raise InvalidArgumentError(f"index_budget: must be positive, got {value}")
-        return value
-    m = _BUDGET.match(value) if isinstance(value, str) else None
-    unit = m.group(2).lower() if m else ""
-    if m is None or unit not in _UNITS:
-        raise InvalidArgumentError(
-            f"index_budget={value!r}: give bytes or a size like '2GB', '500MB', '64kB'"
+    """An index budget in bytes: a positive int, or a string such as "2GB", "500MB",
+    "1g", "64kB", "4096" (units k, m, g, powers of 1024; an optional trailing "b", any
+    case). SpecError (an InvalidArgumentError) naming index_budget otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise SpecError(
+            f"index_budget: give bytes or a size like '2GB', got {type(value).__name__}",
+            key="index_budget",
         )
-    return max(1, int(float(m.group(1)) * _UNITS[unit]))
+    try:
+        return memory_limit_bytes(value)
+    except InvalidArgumentError:
+        raise SpecError(
+            f"index_budget={value!r}: give a positive number of bytes or a size like "
+            "'2GB', '500MB', '1g', '64kB'",
+            key="index_budget",
+        ) from None
 
 
 class IndexSpace:
-    """The MultiBinary index action over `candidates` (see the module docstring)."""
+    """The index action: `space` is MultiBinary(n) over `candidates`; bit i set means
+    candidate i is wanted. `sizes` (bytes, int64) and `budget_bytes` bound the chosen
+    set's total size. `prefix[i]` is the position of candidate i's prefix (-1 for a
+    single-column candidate)."""
 
     def __init__(
         self, candidates: Sequence[IndexSpec], sizes: Sequence[int], budget_bytes: int
     ) -> None:
-        if len(candidates) != len(sizes):
+        cands = tuple(candidates)
+        bad = [i for i, c in enumerate(cands) if not isinstance(c, IndexSpec)]
+        if bad:
             raise InvalidArgumentError(
-                f"{len(candidates)} candidates but {len(sizes)} sizes were given"
+                f"IndexSpace candidates[{bad[0]}]: an IndexSpec is needed, got "
+                f"{type(cands[bad[0]]).__name__}"
             )
-        if not candidates:
-            raise InvalidArgumentError("an index space needs at least one candidate")
-        self.candidates: tuple[IndexSpec, ...] = tuple(candidates)
-        self.sizes: NDArray[np.int64] = np.asarray(sizes, dtype=np.int64)
+        if len(set(cands)) != len(cands):
+            twice = next(c for c in cands if cands.count(c) > 1)
+            raise InvalidArgumentError(f"IndexSpace: candidate {twice} is listed twice")
+        size_arr = np.asarray(sizes)
+        if size_arr.shape != (len(cands),) or (
+            len(cands) and (size_arr.dtype.kind not in "iu" or int(size_arr.min()) < 0)
+        ):
+            raise InvalidArgumentError(
+                f"IndexSpace sizes: {len(cands)} non-negative integers needed (one per "
+                f"candidate), got {sizes!r}"
+            )
+        if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, int | np.integer):
+            raise InvalidArgumentError(f"IndexSpace budget_bytes: an int, got {budget_bytes!r}")
+        if budget_bytes < 0:
+            raise InvalidArgumentError(f"IndexSpace budget_bytes: must be >= 0, got {budget_bytes}")
+        position = {c: i for i, c in enumerate(cands)}
+        prefix = []
+        for c in cands:
+            if len(c.columns) == 1:
+                prefix.append(-1)
+                continue
+            # -1 when the prefix is no candidate: the miner does so only for a prefix the
+            # database already indexes (always in force)
+            p = position.get(IndexSpec(c.table, c.columns[:-1], c.using), -1)
+            prefix.append(p)
+        self.candidates: tuple[IndexSpec, ...] = cands
+        self.sizes: NDArray[np.int64] = size_arr.astype(np.int64)
         self.budget_bytes = int(budget_bytes)
-        self._pos = {(c.table, c.columns): i for i, c in enumerate(self.candidates)}
-        #: position of each candidate's prefix candidate (-1: single column, or a prefix
-        #: the database already indexes)
-        self.prefix: NDArray[np.int64] = np.array(
-            [self._pos.get((c.table, c.columns[:-1]), -1) for c in self.candidates],
-            dtype=np.int64,
+        self.prefix: NDArray[np.int64] = np.asarray(prefix, dtype=np.int64)
+        #: extensions[i]: positions of the candidates whose prefix is candidate i
+        self.extensions: tuple[tuple[int, ...], ...] = tuple(
+            tuple(j for j, p in enumerate(prefix) if p == i) for i in range(len(cands))
         )
-        self.space = spaces.MultiBinary(len(self.candidates))
+        self.space = spaces.MultiBinary(len(cands))
 
-    def check(self, action: object) -> NDArray[np.int8]:
-        arr = np.asarray(action)
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def _check(self, bits: Any, what: str) -> NDArray[np.int8]:
+        arr = np.asarray(bits)
         n = len(self.candidates)
         if arr.shape != (n,):
-            raise InvalidArgumentError(f"indexes action: expected shape ({n},), got {arr.shape}")
-        bad = np.flatnonzero((arr != 0) & (arr != 1))
-        if bad.size:
-            i = int(bad[0])
-            raise InvalidArgumentError(f"indexes action[{i}] = {arr[i]!r}: must be 0 or 1")
+            raise InvalidArgumentError(f"{what}: shape ({n},) needed, got {arr.shape}")
+        if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+            bad = (
+                [int(i) for i in np.flatnonzero(~np.isin(arr, (0, 1)))]
+                if arr.dtype.kind in "biuf"
+                else []
+            )
+            where = f" (position {bad[0]}: {arr[bad[0]]!r})" if bad else f" (dtype {arr.dtype})"
+            raise InvalidArgumentError(f"{what}: values must be 0 or 1{where}")
         return arr.astype(np.int8)
 
-    def specs(self, bits: object) -> list[IndexSpec]:
-        arr = self.check(bits)
-        return [c for c, b in zip(self.candidates, arr, strict=True) if b]
+    def specs(self, bits: Any) -> list[IndexSpec]:
+        """The candidates whose bit is set, in candidate order."""
+        arr = self._check(bits, "index action")
+        return [self.candidates[i] for i in np.flatnonzero(arr)]
 
     def bits(self, specs: Iterable[IndexSpec]) -> NDArray[np.int8]:
+        """The bit vector of `specs`; InvalidArgumentError for a spec that is no candidate."""
         out = np.zeros(len(self.candidates), dtype=np.int8)
-        for s in specs:
-            i = self._pos.get((s.table, s.columns))
-            if i is not None:
-                out[i] = 1
+        position = {c: i for i, c in enumerate(self.candidates)}
+        for spec in specs:
+            if spec not in position:
+                raise InvalidArgumentError(f"index {spec} is not one of the index candidates")
+            out[position[spec]] = 1
         return out
 
-    def repair(self, action: object) -> tuple[NDArray[np.int8], list[str]]:
-        """`action` made applicable (prefix rule, budget), with what was dropped."""
-        bits = self.check(action).copy()
+    def size(self, bits: Any) -> int:
+        """Total estimated bytes of the chosen candidates."""
+        arr = self._check(bits, "index action")
+        return int(self.sizes[arr.astype(bool)].sum())
+
+    def _drop(self, out: NDArray[np.int8], i: int) -> list[int]:
+        """Unsets i and (transitively) its chosen extensions; returns what it unset."""
+        gone, todo = [], [i]
+        while todo:
+            k = todo.pop()
+            if out[k]:
+                out[k] = 0
+                gone.append(k)
+                todo.extend(self.extensions[k])
+        return gone
+
+    def repair(self, action: Any) -> tuple[NDArray[np.int8], list[str]]:
+        """`action` made applicable, with a note per change: (1) a multi-column candidate
+        whose prefix is not chosen is dropped (in candidate order, so chains of prefixes
+        resolve); (2) while the chosen set exceeds the budget, the chosen candidate with
+        the highest position (the least used: candidates are ranked best first) is dropped,
+        with its chosen extensions. Deterministic; a valid action comes back unchanged."""
+        out = self._check(action, "index action").copy()
         notes: list[str] = []
-        for i in range(len(bits)):  # prefixes come first: one pass settles chains
+        changed = True
+        while changed:  # a chain (a), (a, b), (a, b, c) settles in at most width passes
+            changed = False
+            for j in np.flatnonzero(out):
+                p = int(self.prefix[j])
+                if p >= 0 and not out[p]:
+                    out[j] = 0
+                    changed = True
+                    notes.append(
+                        f"index candidate {j} ({self.candidates[j]}) dropped: its prefix, "
+                        f"candidate {p} ({self.candidates[p]}), is not chosen"
+                    )
+        total = self.size(out)
+        while total > self.budget_bytes:
+            i = int(np.flatnonzero(out)[-1])
+            for k in self._drop(out, i):
+                notes.append(
+                    f"index candidate {k} ({self.candidates[k]}, {int(self.sizes[k])} bytes) "
+                    f"dropped: the chosen indexes ({total} bytes) exceed the budget of "
+                    f"{self.budget_bytes} bytes"
+                )
+            total = self.size(out)
+        return out, notes
+
+    def mask(self, current: Any) -> NDArray[np.int8]:
+        """gymnasium's `MultiBinary.sample(mask=)` form (0: must be 0, 1: must be 1, 2:
+        free) against `current`, the indexes in force, following SWIRL: a candidate not in
+        force is allowed (2) only if it fits the remaining budget (budget - size of
+        `current`) and, for a multi-column one, its prefix is in force; else 0. A candidate
+        in force is free, except a prefix of an extension in force, which must stay (1):
+        drop the extension first. So every action that changes one bit of `current` that
+        the mask allows is applicable as is (`repair` changes nothing). Several new picks
+        the mask allows can together exceed the budget, and dropping a prefix in force
+        together with adding one of its extensions violates the prefix rule: `repair`
+        resolves those (see there)."""
+        cur = self._check(current, "current indexes")
+        room = self.budget_bytes - self.size(cur)
+        out = np.full(len(cur), 2, dtype=np.int8)
+        for i in range(len(cur)):
             p = int(self.prefix[i])
-            if bits[i] and p >= 0 and not bits[p]:
-                bits[i] = 0
-                notes.append(f"dropped {self.candidates[i]}: its prefix is not chosen")
-        total = int(self.sizes[bits == 1].sum())
-        for i in reversed(range(len(bits))):
-            if total <= self.budget_bytes:
-                break
-            if bits[i] and not (bits[self.prefix == i] == 1).any():
-                bits[i] = 0
-                total -= int(self.sizes[i])
-                notes.append(f"dropped {self.candidates[i]}: over the index budget")
-        return bits, notes
+            if cur[i]:
+                if any(cur[j] for j in self.extensions[i]):
+                    out[i] = 1
+            elif self.sizes[i] > room or (p >= 0 and not cur[p]):
+                out[i] = 0
+        return out
 
-    def mask(self, current: object) -> NDArray[np.int8]:
-        """gymnasium's MultiBinary sample mask (0: must be 0, 2: free) from the indexes
-        in force (`current`)."""
-        cur = self.check(current)
-        room = self.budget_bytes - int(self.sizes[cur == 1].sum())
-        allowed = (cur == 1) | (self.sizes <= room)
-        has_prefix = self.prefix < 0
-        has_prefix |= np.where(self.prefix >= 0, cur[np.maximum(self.prefix, 0)] == 1, False)
-        allowed &= has_prefix | (cur == 1)
-        return np.where(allowed, 2, 0).astype(np.int8)
-
-    def sb3_mask(self, current: object) -> NDArray[np.bool_]:
-        """sb3-contrib MaskablePPO's form: per candidate [may be 0, may be 1], flat."""
-        free = self.mask(current) == 2
-        return np.stack([np.ones_like(free), free], axis=1).reshape(-1)
+    def sb3_mask(self, current: Any) -> NDArray[np.bool_]:
+        """`mask(current)` in sb3-contrib MaskablePPO's MultiBinary layout (it treats
+        MultiBinary(n) as MultiDiscrete([2] * n)): shape (2n,), per candidate [may be 0,
+        may be 1]."""
+        m = self.mask(current)
+        out = np.empty((len(m), 2), dtype=bool)
+        out[:, 0] = m != 1
+        out[:, 1] = m != 0
+        return out.reshape(-1)
