@@ -30,6 +30,8 @@ def test_sb3_check_env_and_ppo_in_estimate_mode(bench: str) -> None:
             evaluation="estimate",
             max_plan_nodes=32,
             max_episode_steps=20,
+            # pgbench's statements use only primary keys: no index candidate
+            tune=("knobs", "indexes", "hints") if bench == "tpch" else ("knobs", "hints"),
         )
     )
     try:
@@ -66,7 +68,10 @@ def _maker(bench: str, evaluation: str) -> Callable[[], gym.Env[Any, Any]]:
     spec = SPECS[bench]()
 
     def make() -> gym.Env[Any, Any]:
-        return gym.make("dbgym/DbGym-v0", gym_spec=spec, evaluation=evaluation, max_plan_nodes=32)
+        tune = ("knobs", "indexes", "hints") if bench == "tpch" else ("knobs", "hints")
+        return gym.make(
+            "dbgym/DbGym-v0", gym_spec=spec, evaluation=evaluation, max_plan_nodes=32, tune=tune
+        )
 
     return make
 

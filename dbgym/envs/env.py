@@ -109,7 +109,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
     while the state is built (None: on a terminal).
     """
 
-    metadata: dict[str, Any] = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium's)
+    metadata: dict[str, Any] = {"render_modes": ["ansi"], "render_fps": 1}  # noqa: RUF012 (gymnasium's)
     #: the tuned dimension of a one-dimension preset (None: the holistic Dict action)
     preset: ClassVar[Dimension | None] = None
 
@@ -203,7 +203,9 @@ class DbGymEnv(gym.Env[Obs, Any]):
                 if spec.index_budget is not None
                 else default_budget(conn)
             )
-            self.index_space = IndexSpace(candidates, estimate_sizes(conn, candidates), budget)
+            if candidates:  # else only observed: nothing to observe
+                sizes = estimate_sizes(conn, candidates)
+                self.index_space = IndexSpace(candidates, sizes, budget)
         jit_tuned = self.knob_space is not None and "jit" in self.knob_space.names
         self.hint_space: HintSpace | None = None
         if "hints" in tune or "hints" in observe:

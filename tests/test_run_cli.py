@@ -1,0 +1,94 @@
+"""`dbgym run`, the README's main job: a model on the environment for N steps, a summary
+table with the best configuration, JSON output, RunSpec files, clear errors, and Ctrl-C
+stopping cleanly with the summary so far and no server left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from dbgym.dbms import instance_registry
+from dbgym.envs.spec import EnvSpec
+from dbgym.runner.run import RunSpec, run
+from tests.env_fixtures import tpch_gym_spec
+
+DBGYM = [sys.executable, "-m", "dbgym"]
+
+
+def _live_instances() -> list[str]:
+    return [str(e.get("id")) for _, e in instance_registry.read_entries()]
+
+
+def test_run_prints_the_best_configuration_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "run.json"
+    proc = subprocess.run(
+        [*DBGYM, "run", "--benchmark", "tpch", "--scale", "0.01", "--model", "random",
+         "--steps", "6", "--seed", "3", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for word in ("baseline", "best", "improvement", "knobs", "indexes", "hints"):
+        assert word in proc.stdout, proc.stdout
+    data = json.loads(out.read_text())
+    assert len(data["steps"]) == 6
+    assert data["baseline"] > 0 and data["interrupted"] is False
+    spec = RunSpec.from_dict(data["spec"])
+    assert spec.steps == 6 and spec.seed == 3
+    assert set(data["best_config"]) >= {"knobs", "indexes", "hints"}
+
+
+def test_run_spec_in_python_estimate_mode() -> None:
+    spec = RunSpec(
+        gym=tpch_gym_spec(),
+        env=EnvSpec(evaluation="estimate", tune=("indexes",)),
+        model="random",
+        model_kwargs={"seed": 1},
+        steps=12,
+        episode_steps=5,
+    )
+    seen = []
+    result = run(spec, on_step=lambda rec, res: seen.append(rec.step))
+    assert seen == list(range(12))
+    assert {s.episode for s in result.steps} == {0, 1, 2}
+    assert result.best_value is not None and result.best_value <= result.baseline * 2
+    assert RunSpec.from_json(spec.to_json()) == spec
+
+
+def test_run_refuses_bad_options_with_exit_code_2() -> None:
+    proc = subprocess.run(
+        [*DBGYM, "run", "--benchmark", "tpch", "--scale", "0.01", "--tune", "knobz"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert "tune" in proc.stderr and "knobz" in proc.stderr
+    proc = subprocess.run([*DBGYM, "run"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "--benchmark" in proc.stderr
+
+
+def test_ctrl_c_stops_cleanly_with_the_summary_so_far() -> None:
+    before = set(_live_instances())
+    proc = subprocess.Popen(
+        [*DBGYM, "run", "--benchmark", "tpch", "--scale", "0.01", "--steps", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and set(_live_instances()) == before:
+            time.sleep(0.2)
+        time.sleep(3.0)  # a few steps
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout and "baseline" in stdout, stdout
+    assert set(_live_instances()) <= before
