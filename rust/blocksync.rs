@@ -83,6 +83,10 @@ fn sync_chunk(
 /// `block`-sized runs of the common prefix, then copying a missing tail or cutting an
 /// extra one. Returns the number of bytes written.
 pub fn sync_file(src: &Path, dst: &Path, block: usize, chunk: usize) -> io::Result<Written> {
+    crate::pool::install(|| sync_file_here(src, dst, block, chunk))
+}
+
+fn sync_file_here(src: &Path, dst: &Path, block: usize, chunk: usize) -> io::Result<Written> {
     check_sizes(block, chunk)?;
     let src_file = File::open(src)?;
     let dst_file = OpenOptions::new().read(true).write(true).open(dst)?;
@@ -134,6 +138,10 @@ fn check_sizes(block: usize, chunk: usize) -> io::Result<()> {
 /// xxh3-128 of every `block`-sized piece of `path` (the last one may be shorter),
 /// concatenated as little-endian 16-byte values.
 pub fn block_hashes(path: &Path, block: usize, chunk: usize) -> io::Result<Vec<u8>> {
+    crate::pool::install(|| block_hashes_here(path, block, chunk))
+}
+
+fn block_hashes_here(path: &Path, block: usize, chunk: usize) -> io::Result<Vec<u8>> {
     check_sizes(block, chunk)?;
     let file = File::open(path)?;
     let len = file.metadata()?.len();
@@ -166,6 +174,16 @@ pub fn block_hashes(path: &Path, block: usize, chunk: usize) -> io::Result<Vec<u
 /// once, and from `src` only the blocks whose hash differs (or that `dst` lacks).
 /// Returns the number of bytes written.
 pub fn sync_file_hashed(
+    src: &Path,
+    dst: &Path,
+    hashes: &[u8],
+    block: usize,
+    chunk: usize,
+) -> io::Result<Written> {
+    crate::pool::install(|| sync_file_hashed_here(src, dst, hashes, block, chunk))
+}
+
+fn sync_file_hashed_here(
     src: &Path,
     dst: &Path,
     hashes: &[u8],

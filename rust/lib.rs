@@ -18,6 +18,7 @@ pub mod blocksync;
 pub mod calendar;
 pub mod dsn;
 pub mod featurize;
+pub mod pool;
 pub mod replay;
 pub mod sqllex;
 pub mod trace;

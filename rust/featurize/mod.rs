@@ -102,12 +102,14 @@ pub fn parse_batch<T: AsRef<[u8]> + Sync>(
             .map(|(i, t)| parse_indexed(i, t.as_ref()))
             .collect();
     }
-    let results: Vec<Result<ParsedPlan<'_>, PlanFormatError>> = plans
-        .par_iter()
-        .with_min_len(16)
-        .enumerate()
-        .map(|(i, t)| parse_indexed(i, t.as_ref()))
-        .collect();
+    let results: Vec<Result<ParsedPlan<'_>, PlanFormatError>> = crate::pool::install(|| {
+        plans
+            .par_iter()
+            .with_min_len(16)
+            .enumerate()
+            .map(|(i, t)| parse_indexed(i, t.as_ref()))
+            .collect()
+    });
     // Sequential collect keeps the first error by index, whatever thread found it.
     results.into_iter().collect()
 }
@@ -210,7 +212,7 @@ pub fn encode_batch(
     if jobs.len() < PARALLEL_MIN_PLANS {
         jobs.into_iter().for_each(run);
     } else {
-        jobs.into_par_iter().with_min_len(16).for_each(run);
+        crate::pool::install(|| jobs.into_par_iter().with_min_len(16).for_each(run));
     }
 
     FeatureBatch {

@@ -342,11 +342,13 @@ fn scheduled_offsets(trace: &Trace, speed: Option<f64>) -> Vec<i64> {
 /// built by hand may give statements of different effect one template id.
 fn statement_effects(trace: &Trace) -> Vec<TxnEffect> {
     use rayon::prelude::*;
-    trace
-        .statements
-        .par_iter()
-        .map(|s| txn_effect(&s.sql))
-        .collect()
+    crate::pool::install(|| {
+        trace
+            .statements
+            .par_iter()
+            .map(|s| txn_effect(&s.sql))
+            .collect()
+    })
 }
 
 pub async fn run(

@@ -136,7 +136,7 @@ pub fn parse_log(
     }
     let total = meta.len();
     let threads = match opts.threads {
-        0 => rayon::current_num_threads().max(1),
+        0 => crate::pool::threads().max(1),
         n => n,
     };
     let block = opts.block_per_thread.max(4096) * threads;

@@ -177,10 +177,12 @@ impl Generator {
     pub fn rows(&self, table: Table) -> u64 {
         match table {
             Table::PartSupp => 4 * self.counts.part,
-            Table::Lineitem => (0..self.counts.orders)
-                .into_par_iter()
-                .map(|i| self.order_lines(i) as u64)
-                .sum(),
+            Table::Lineitem => crate::pool::install(|| {
+                (0..self.counts.orders)
+                    .into_par_iter()
+                    .map(|i| self.order_lines(i) as u64)
+                    .sum()
+            }),
             t => self.units(t),
         }
     }
@@ -214,16 +216,19 @@ impl Generator {
 
     /// The whole table as COPY text, generated in parallel.
     pub fn table(&self, table: Table) -> Vec<u8> {
-        let parts: Vec<Vec<u8>> = self
-            .chunks(table, 4 << 20)
-            .into_par_iter()
-            .map(|r| {
-                let mut out = Vec::with_capacity(((r.end - r.start) * table.unit_bytes()) as usize);
-                self.write(table, r, &mut out);
-                out
-            })
-            .collect();
-        parts.concat()
+        crate::pool::install(|| {
+            let parts: Vec<Vec<u8>> = self
+                .chunks(table, 4 << 20)
+                .into_par_iter()
+                .map(|r| {
+                    let mut out =
+                        Vec::with_capacity(((r.end - r.start) * table.unit_bytes()) as usize);
+                    self.write(table, r, &mut out);
+                    out
+                })
+                .collect();
+            parts.concat()
+        })
     }
 
     #[inline]
