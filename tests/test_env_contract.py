@@ -18,6 +18,7 @@ from gymnasium.utils.env_checker import check_env
 import dbgym
 from dbgym.envs.env import DbGymEnv
 from dbgym.envs.registration import ENV_IDS
+from dbgym.envs.reward import RewardContext
 from dbgym.envs.spec import EnvSpec, GymSpec
 from dbgym.errors import InvalidArgumentError
 from tests.env_fixtures import pgbench_gym_spec, tpch_gym_spec
@@ -198,3 +199,33 @@ def test_no_server_left_after_close_and_after_exception_in_step(backend: str) ->
     assert leftovers(fields) == []
     with pytest.raises(InvalidArgumentError):
         env.reset()
+
+
+def halved(ctx: RewardContext) -> float:
+    """A user reward (module level, so it is recorded as 'module:name')."""
+    return 0.5 * (ctx.baseline - ctx.value) / ctx.baseline
+
+
+def test_throughput_reward_on_pgbench_and_a_user_callable() -> None:
+    env = DbGymEnv(pgbench_gym_spec(), tune=("knobs",), reward="throughput", max_plan_nodes=32)
+    try:
+        _, info = env.reset(seed=1)
+        assert info["baseline_throughput"] > 0
+        _, reward, _, _, info = env.step(env.default_action())
+        assert info["error"] is None and info["throughput"] > 0
+        expected = (info["throughput"] - env._baseline.measure.throughput) / (
+            env._baseline.measure.throughput
+        )
+        assert reward == pytest.approx(expected)
+    finally:
+        env.close()
+    env = DbGymEnv(tpch_gym_spec(), tune=("indexes",), evaluation="estimate", reward=halved)
+    try:
+        env.reset(seed=1)
+        assert env.env_spec.reward == "tests.test_env_contract:halved"
+        _, reward, _, _, info = env.step(env.default_action())
+        assert reward == pytest.approx(0.5 * (info["baseline"] - info["value"]) / info["baseline"])
+    finally:
+        env.close()
+    with pytest.raises(InvalidArgumentError, match="module-level"):
+        DbGymEnv(tpch_gym_spec(), reward=lambda ctx: 0.0)

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from dbgym.dbms import instance_registry
 from dbgym.envs.spec import EnvSpec
 from dbgym.runner.run import RunSpec, run
