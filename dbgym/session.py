@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
 import psycopg
 
 import dbgym._core as _core
@@ -684,7 +685,12 @@ class DbSession:
                 fault.__cause__ = exc
                 return Measurement(None, MeasureStatus(MeasureOutcome.SERVER_CRASHED, fault))
             return Measurement(None, MeasureStatus(MeasureOutcome.FAILED, exc, _first_line(exc)))
-        fault = self._server_fault()
+        # A crash ends every connection: a statement that ran into it failed with a
+        # connection-lost SQLSTATE. Without one, every statement's result stands, and a
+        # crash after the last one is noticed by the next connection() anyway.
+        states = {bytes(x).decode(errors="replace") for x in np.unique(result.sqlstate)}
+        lost = any(x.startswith(_CONNECTION_LOST) for x in states if x)
+        fault = self._server_fault(probe=lost or result.cancelled)
         if fault is not None:
             return Measurement(result, MeasureStatus(MeasureOutcome.SERVER_CRASHED, fault))
         if result.cancelled:
@@ -696,9 +702,10 @@ class DbSession:
             return Measurement(result, MeasureStatus(MeasureOutcome.TIMEOUT, detail=detail))
         return Measurement(result, MeasureStatus(MeasureOutcome.OK))
 
-    def _server_fault(self) -> ServerCrashedError | None:
+    def _server_fault(self, probe: bool = True) -> ServerCrashedError | None:
         """After a replay: did the server die, or end every connection (a crashed
-        backend makes PostgreSQL restart all of them)? Moves the epoch if so."""
+        backend makes PostgreSQL restart all of them)? Moves the epoch if so. `probe`:
+        ask the admin connection (a round trip); else only check the process."""
         inst = self._instance
         if inst is not None and not inst.alive():
             self._epoch += 1
@@ -707,7 +714,7 @@ class DbSession:
                 "recover() brings it back"
             )
         conn = self._conn
-        if conn is None or self._conn_epoch != self._epoch:
+        if conn is None or self._conn_epoch != self._epoch or not probe:
             return None  # restarted on purpose meanwhile: not a crash
         try:
             conn.execute("SELECT 1")

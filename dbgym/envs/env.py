@@ -98,6 +98,26 @@ class Baseline:
 
     measure: StepMeasure
     timeouts: dict[int, float] = field(default_factory=dict)
+    #: the timeout most statements get, set once per connection; only templates with
+    #: another timeout pay for a SET LOCAL around each statement
+    common_timeout: float | None = None
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _common(template_ids: NDArray[np.uint32], timeouts: Mapping[int, float]) -> float | None:
+    """The timeout (ms-rounded) the most statements have."""
+    weight: dict[int, int] = {}
+    uniq, counts = np.unique(template_ids, return_counts=True)
+    for tid, n in zip(uniq.tolist(), counts.tolist(), strict=True):
+        if tid in timeouts:
+            ms = _ms(timeouts[tid])
+            weight[ms] = weight.get(ms, 0) + n
+    if not weight:
+        return None
+    return max(weight, key=lambda ms: (weight[ms], ms)) / 1000
 
 
 class DbGymEnv(gym.Env[Obs, Any]):
@@ -492,8 +512,10 @@ class DbGymEnv(gym.Env[Obs, Any]):
         """Per template id of the episode workload: its hint set and statement timeout."""
         hints = self.hint_space.slot_settings(cfg.hints) if self.hint_space else {}
         out: dict[int, dict[str, str]] = {}
+        common = self._baseline.common_timeout
         for tid, seconds in timeouts.items():
-            out[tid] = {"statement_timeout": f"{max(1, round(seconds * 1000))}ms"}
+            if common is None or _ms(seconds) != _ms(common):
+                out[tid] = {"statement_timeout": f"{_ms(seconds)}ms"}
         for tid, slot in self._slot_of.items():
             if slot in hints:
                 out.setdefault(tid, {}).update(hints[slot])
@@ -523,11 +545,13 @@ class DbGymEnv(gym.Env[Obs, Any]):
             return self._estimate(cfg), None
         session = self._live()
         assert self._episode is not None
+        common = self._baseline.common_timeout
         result, status = session.measure(
             self._episode,
             speed=self.env_spec.speed,
             concurrency=self.env_spec.concurrency,
             timeout=self.env_spec.step_timeout,
+            statement_timeout=None if common is None else _ms(common) / 1000,
         )
         if (
             status.outcome in (MeasureOutcome.SERVER_CRASHED, MeasureOutcome.FAILED)
@@ -635,7 +659,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
                 measure = measure_replay(
                     result, timeouts, self.env_spec.timeout_floor, self._slot_of
                 )
-                return Baseline(measure, timeouts)
+                return Baseline(measure, timeouts, _common(result.template_id, timeouts))
             last = str(status)
             session.recover()
         raise InstanceError(f"the baseline (default configuration) could not be measured: {last}")

@@ -78,7 +78,9 @@ def measure_replay(
     template's timeout)."""
     tids = result.template_id
     lat = np.where(result.ran, result.latency_ns, 0).astype(np.float64) / 1e9
-    cap = np.array([timeouts.get(int(t), default_timeout) for t in tids.tolist()], np.float64)
+    uniq, inverse = np.unique(tids, return_inverse=True)
+    caps = np.array([timeouts.get(int(t), default_timeout) for t in uniq.tolist()], np.float64)
+    cap = caps[inverse]
     failed = result.ran & (result.sqlstate != b"")
     not_run = ~result.ran
     charged = np.where(failed | not_run, cap, lat)

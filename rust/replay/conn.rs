@@ -90,12 +90,26 @@ pub async fn connect(
     statement_timeout_ms: Option<u64>,
     registry: &Arc<Registry>,
 ) -> Result<Conn, (Code, tokio_postgres::Error)> {
+    // The timeout travels in the startup packet (`options=-c statement_timeout=...`): no
+    // extra round trip per connection.
+    let with_timeout;
+    let cfg = match statement_timeout_ms {
+        Some(ms) => {
+            let mut c = cfg.clone();
+            let given = c.get_options().unwrap_or("").to_string();
+            let joined = format!("{given} -c statement_timeout={ms}");
+            c.options(joined.trim_start());
+            with_timeout = c;
+            &with_timeout
+        }
+        None => cfg,
+    };
     let (client, connection) = cfg
         .connect(NoTls)
         .await
         .map_err(|e| (code_of(&e, CANNOT_CONNECT), e))?;
     let (id, flight) = registry.register(client.cancel_token());
-    let mut conn = Conn {
+    let conn = Conn {
         client,
         cache: HashMap::new(),
         in_txn: false,
@@ -107,11 +121,6 @@ pub async fn connect(
             id,
         },
     };
-    if let Some(ms) = statement_timeout_ms {
-        conn.batch(&format!("SET statement_timeout = {ms}"))
-            .await
-            .map_err(|e| (code_of(&e, CANNOT_CONNECT), e))?;
-    }
     Ok(conn)
 }
 
