@@ -558,7 +558,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
             or result is None
         ):
             return None, f"measure: {status}"
-        floor = self.env_spec.timeout_floor
+        floor = self.env_spec.min_statement_timeout
         return measure_replay(result, self._baseline.timeouts, floor, self._slot_of), None
 
     def _estimate(self, cfg: Config) -> StepMeasure:
@@ -654,10 +654,10 @@ class DbGymEnv(gym.Env[Obs, Any]):
             if result is not None and status.outcome in (MeasureOutcome.OK, MeasureOutcome.TIMEOUT):
                 latencies = template_latencies(result)
                 timeouts = statement_timeouts(
-                    latencies, self.env_spec.timeout_factor, self.env_spec.timeout_floor
+                    latencies, self.env_spec.baseline_factor, self.env_spec.min_statement_timeout
                 )
                 measure = measure_replay(
-                    result, timeouts, self.env_spec.timeout_floor, self._slot_of
+                    result, timeouts, self.env_spec.min_statement_timeout, self._slot_of
                 )
                 return Baseline(measure, timeouts, _common(result.template_id, timeouts))
             last = str(status)

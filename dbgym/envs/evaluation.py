@@ -2,7 +2,7 @@
 
 execute: the episode's workload is replayed by the Rust engine on the session's server
 (`DbSession.measure`). Each template gets a statement timeout of
-`max(EnvSpec.timeout_floor, EnvSpec.timeout_factor x its mean baseline latency)` seconds
+`max(EnvSpec.min_statement_timeout, EnvSpec.baseline_factor x its mean baseline latency)` seconds
 (SET LOCAL statement_timeout, per template, like the hints), so a bad configuration cannot
 stall a step: a timed-out statement counts at its timeout and is flagged; a statement that
 failed otherwise counts at its timeout too. The step's value is the sum of the statements'

@@ -87,7 +87,8 @@ class EnvSpec(Spec):
         dbgym.envs.hint_space); the first must be {} (no hint).
     max_templates, max_plan_nodes: the plan observation's fixed shape (template slots x
         nodes); templates beyond the slots are measured but neither hinted nor observed.
-    timeout_factor, timeout_floor: a statement's timeout is max(floor, factor x its
+    baseline_factor, min_statement_timeout: a statement's timeout is
+        max(min_statement_timeout, baseline_factor x its
         template's baseline latency), in seconds; timed-out statements count at it.
     penalty: the reward of a step whose configuration failed (did not start, crashed).
     speed, concurrency: the replay's pacing (None: as fast as possible) and clients.
@@ -112,8 +113,8 @@ class EnvSpec(Spec):
     hint_sets: tuple[Mapping[str, SettingValue], ...] | None = None
     max_templates: int = 32
     max_plan_nodes: int = 64
-    timeout_factor: float = 10.0
-    timeout_floor: float = 1.0
+    baseline_factor: float = 10.0
+    min_statement_timeout: float = 1.0
     penalty: float = -1.0
     speed: float | None = None
     concurrency: int | None = None
@@ -157,7 +158,7 @@ class EnvSpec(Spec):
                 "hint_sets: the first hint set must be {} (the planner's own choice)",
                 key="hint_sets",
             )
-        for key in ("timeout_factor", "timeout_floor"):
+        for key in ("baseline_factor", "min_statement_timeout"):
             if not getattr(self, key) > 0:
                 raise SpecError(f"{key}: must be positive, got {getattr(self, key)}", key=key)
         if not math.isfinite(self.penalty):
