@@ -70,18 +70,30 @@ def test_gymnasium_check_env_every_id(env_id: str) -> None:
         env.close()
 
 
-def test_check_env_on_pgbench_estimate() -> None:
-    # pgbench's statements use only primary keys: no index candidate, so knobs and hints
-    env = gym.make(
-        "dbgym/DbGym-v0",
-        gym_spec=pgbench_gym_spec(),
-        evaluation="estimate",
-        tune=("knobs", "hints"),
-    )
+@pytest.mark.parametrize(
+    ("env_id", "evaluation"),
+    [
+        ("dbgym/DbGym-v0", "estimate"),
+        ("dbgym/KnobTuning-v0", "execute"),
+        ("dbgym/QueryHints-v0", "execute"),
+    ],
+)
+def test_check_env_on_pgbench(env_id: str, evaluation: str) -> None:
+    # pgbench's statements use only primary keys: no index candidate, so the holistic env
+    # tunes knobs and hints, and dbgym/IndexSelection-v0 refuses it (below)
+    kwargs: dict[str, Any] = {"evaluation": evaluation}
+    if env_id == "dbgym/DbGym-v0":
+        kwargs["tune"] = ("knobs", "hints")
+    env = gym.make(env_id, gym_spec=pgbench_gym_spec(), **kwargs)
     try:
         check_env(env.unwrapped)
     finally:
         env.close()
+
+
+def test_index_selection_on_pgbench_says_why_not() -> None:
+    with pytest.raises(InvalidArgumentError, match="no index candidate"):
+        gym.make("dbgym/IndexSelection-v0", gym_spec=pgbench_gym_spec())
 
 
 @pytest.fixture(scope="module")
