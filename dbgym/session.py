@@ -539,6 +539,7 @@ class DbSession:
         knobs: Mapping[str, Any] | None = None,
         indexes: Sequence[IndexSpec] | None = None,
         template_settings: TemplateSettings | None = None,
+        index_timeout: float | None = None,
     ) -> AppliedChange:
         """Change the configuration; None leaves that part as it is.
 
@@ -549,12 +550,15 @@ class DbSession:
             dropped; [] drops them all. Indexes of the database's own are never touched.
         template_settings: per-template planner settings every later measure applies
             ({} clears them).
+        index_timeout: seconds each index DDL statement may take (lock waits included);
+            a timeout rolls the index change back and raises an InstanceError.
 
         Everything is checked before anything changes (unknown knobs, tables, columns,
         access methods raise InvalidArgumentError); a server fault raises an
         InstanceError (then recover()).
         """
         self._check_open()
+        _positive_seconds("index_timeout", index_timeout)
         settings = (
             _validated_template_settings(template_settings)
             if template_settings is not None
@@ -582,7 +586,9 @@ class DbSession:
                 self._check_settings(settings)
             if specs is not None:
                 indexes_ddl.check_targets(self.connection(), specs)
-                created, dropped = indexes_ddl.apply(self.connection(), specs)
+                created, dropped = indexes_ddl.apply(
+                    self.connection(), specs, timeout=index_timeout
+                )
             if knobs is not None:
                 change = inst.apply_knobs(dict(knobs)) if inst is not None else KnobChange()
             self.connection()  # back in step after a restart

@@ -70,3 +70,25 @@ def test_postmaster_killed_mid_step(backend: str, faults: Faults) -> None:
         assert info["value"] is not None and info["value"] > 0
     finally:
         env.close()
+
+
+def test_index_build_blocked_by_a_lock_times_out_into_a_penalty() -> None:
+    env = DbGymEnv(tpch_gym_spec(), tune=("indexes",), index_timeout=1.0, max_plan_nodes=48)
+    try:
+        env.reset(seed=3)
+        assert env.session is not None and env.session.instance is not None
+        assert env.index_space is not None
+        first = next(i for i, c in enumerate(env.index_space.candidates) if c.table == "lineitem")
+        action = {"indexes": np.zeros(len(env.index_space.candidates), dtype=np.int8)}
+        action["indexes"][first] = 1
+        with env.session.instance.connect() as other:
+            other.execute("LOCK TABLE lineitem IN ACCESS EXCLUSIVE MODE")  # held: not committed
+            _, reward, _, _, info = env.step(action)
+        assert reward == env.env_spec.penalty
+        assert info["error"] is not None and "statement timeout" in info["error"], info["error"]
+        assert info["config"]["indexes"] == []
+        _, reward, _, _, info = env.step(action)  # the lock is gone: it builds
+        assert info["error"] is None, info["error"]
+        assert info["config"]["indexes"] == [str(env.index_space.candidates[first])]
+    finally:
+        env.close()

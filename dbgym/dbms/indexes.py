@@ -142,17 +142,22 @@ def managed(conn: psycopg.Connection[Any]) -> dict[str, str]:
 
 
 def apply(
-    conn: psycopg.Connection[Any], specs: Sequence[IndexSpec]
+    conn: psycopg.Connection[Any], specs: Sequence[IndexSpec], *, timeout: float | None = None
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Make dbgym's indexes exactly `specs`, in one transaction (all or nothing): create
-    the missing ones, drop the others. Returns (created, dropped) names. A statement the
-    server refuses (e.g. no operator class for the access method) raises
-    InvalidArgumentError; other psycopg errors (a lost connection) propagate."""
+    the missing ones, drop the others. Returns (created, dropped) names. `timeout`: seconds
+    each DDL statement may take, waiting for locks included (SET LOCAL statement_timeout;
+    a timeout rolls everything back: psycopg's QueryCanceled, SQLSTATE 57014). A statement
+    the server refuses (e.g. no operator class for the access method) raises
+    InvalidArgumentError; other psycopg errors (a lost connection, a timeout) propagate."""
     existing = managed(conn)
     wanted = {spec.name: spec for spec in specs}
     dropped = tuple(sorted(n for n in existing if n not in wanted))
     created = tuple(n for n in wanted if n not in existing)
     with conn.transaction():
+        if timeout is not None:
+            ms = max(1, round(timeout * 1000))
+            conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(ms)))
         for name in dropped:
             conn.execute(
                 sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(existing[name], name))

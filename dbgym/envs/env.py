@@ -71,8 +71,13 @@ from dbgym.workload.workload import Workload
 
 Obs = dict[str, NDArray[np.float32]]
 
-#: Seconds one EXPLAIN for the plan observation may take.
-EXPLAIN_TIMEOUT = 10.0
+#: Seconds one EXPLAIN for the plan observation may take (planning, and waiting for a lock
+#: someone else holds), and all of a step's EXPLAINs together: slots not explained in time
+#: have no plan in that observation (template_mask 0).
+EXPLAIN_TIMEOUT = 1.0
+EXPLAIN_BUDGET = 5.0
+#: Seconds one what-if EXPLAIN of estimate mode may take (its cost is the step's value).
+ESTIMATE_TIMEOUT = 10.0
 
 
 @dataclass
@@ -240,7 +245,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
             self._estimator = WhatIfEstimator(
                 self.session,
                 [(i, s.sql, s.params, s.count) for i, s in enumerate(self.slots.slots)],
-                timeout=EXPLAIN_TIMEOUT,
+                timeout=ESTIMATE_TIMEOUT,
             )
         self._builder = ObservationBuilder(
             spec.observe,
@@ -537,7 +542,12 @@ class DbGymEnv(gym.Env[Obs, Any]):
             settings = None  # unchanged: no round trips to check them again
         if knobs is None and indexes is None and settings is None:
             return False
-        change = session.apply(knobs=knobs, indexes=indexes, template_settings=settings)
+        change = session.apply(
+            knobs=knobs,
+            indexes=indexes,
+            template_settings=settings,
+            index_timeout=self.env_spec.index_timeout,
+        )
         return bool(change.knobs is not None and change.knobs.restarted)
 
     def _evaluate(self, cfg: Config) -> tuple[StepMeasure | None, str | None]:
@@ -613,6 +623,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
         knobs = cfg.knobs if cfg.knobs is not None else self._default_knob_values()
         indexes = self.index_space.specs(cfg.indexes) if self.index_space else None
         session.apply(
+            index_timeout=self.env_spec.index_timeout,
             knobs=knobs,
             indexes=indexes,
             template_settings=self._template_settings(cfg, self._baseline.timeouts),
@@ -717,11 +728,16 @@ class DbGymEnv(gym.Env[Obs, Any]):
             conn = session.connection()
         except InstanceError:
             return [None] * len(self.slots)
+        deadline = time.monotonic() + EXPLAIN_BUDGET
         for i, slot in enumerate(self.slots.slots):
+            left = min(EXPLAIN_TIMEOUT, deadline - time.monotonic())
+            if left <= 0.001:
+                out.append(None)
+                continue
             try:
                 settings = hints.get(i)
                 plan = explain_one(
-                    conn, slot.sql, slot.params, planner_settings=settings, timeout=EXPLAIN_TIMEOUT
+                    conn, slot.sql, slot.params, planner_settings=settings, timeout=left
                 )
                 out.append(plan)
             except psycopg.Error:

@@ -93,6 +93,8 @@ class EnvSpec(Spec):
     penalty: the reward of a step whose configuration failed (did not start, crashed).
     speed, concurrency: the replay's pacing (None: as fast as possible) and clients.
     step_timeout: seconds for one step's whole measure (None: no limit).
+    index_timeout: seconds one index build (or drop) may take, lock waits included; a
+        build that times out is a failed configuration (the penalty).
     """
 
     kind: ClassVar[str] = "env"
@@ -119,6 +121,7 @@ class EnvSpec(Spec):
     speed: float | None = None
     concurrency: int | None = None
     step_timeout: float | None = None
+    index_timeout: float | None = 600.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -167,6 +170,10 @@ class EnvSpec(Spec):
             raise SpecError(f"speed: must be positive or None, got {self.speed}", key="speed")
         if self.concurrency is not None and self.concurrency < 1:
             raise SpecError(f"concurrency: must be >= 1, got {self.concurrency}", key="concurrency")
+        if self.index_timeout is not None and not self.index_timeout > 0:
+            raise SpecError(
+                f"index_timeout: must be positive, got {self.index_timeout}", key="index_timeout"
+            )
         if self.step_timeout is not None and not self.step_timeout > 0:
             raise SpecError(
                 f"step_timeout: must be positive, got {self.step_timeout}", key="step_timeout"
