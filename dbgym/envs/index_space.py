@@ -32,14 +32,19 @@ before them: the kept set holds the prefix of each of its multi-column candidate
 
 Sizes (`estimate_sizes`): HypoPG's estimate of each candidate (hypothetical indexes
 created and dropped again on the given connection; only those, so hypothetical indexes
-someone else made on the connection stay). Without HypoPG (the extension cannot be
-created): reltuples x (sum of the columns' pg_stats.avg_width (8 when unknown) + 16 bytes
-of tuple header and item pointer) x 1.3 (page fill factor and upper levels), at least one
-8 kB page. Both models ignore btree deduplication (PostgreSQL 13+), which stores a run of
-equal keys once: a date column of TPC-H's lineitem takes a third of HypoPG's figure. So
-both are scaled by a deduplication factor from pg_stats' n_distinct (see _dedup_factor)
-when every column's type allows deduplication (numeric and float do not). On TPC-H SF 0.01
-the result is within 0.6x-1.9x of the built index (tests/test_env_index_space.py).
+someone else made on the connection stay), corrected twice. (1) HypoPG counts a btree
+tuple's header and line pointer once per column (hypo_estimate_index), so it makes a
+two-integer index 1.6x the size of a one-integer one where PostgreSQL stores the same 20
+bytes per row; when HypoPG's figure is what that formula gives, it is rescaled to the
+per-tuple overhead counted once (HypoPG's 30 % bloat stays). (2) Neither counts btree
+deduplication (PostgreSQL 13+), which stores a run of equal keys once: a date column of
+TPC-H's lineitem takes a third of HypoPG's figure. So sizes are scaled by a deduplication
+factor from pg_stats' n_distinct (see _dedup_factor) when every column's type allows
+deduplication (numeric and float do not). Without HypoPG (the extension cannot be
+created) the same model is computed from pg_class.reltuples and pg_stats.avg_width (8
+bytes when unknown): reltuples x (MAXALIGN(8 + key bytes) + 4) x 1.3 / usable page
+bytes, deduplicated likewise, in whole 8 kB pages. On TPC-H SF 0.01 both are within
+0.85x-1.2x of the built index (tests/test_env_index_space.py).
 
 Budget: `default_budget` is the total size of the user tables (pg_table_size, i.e. heap,
 TOAST, free space and visibility maps, of every ordinary table outside the system
@@ -48,8 +53,13 @@ schemas): indexes may take as much room as the data. `parse_budget` reads "2GB",
 
 `IndexSpace` rules (SWIRL, Kossmann et al., EDBT 2022): only mined candidates can be
 chosen; a multi-column candidate only together with its prefix; the chosen set must fit
-the budget. `repair` makes any MultiBinary action follow them; `mask` (against the
-indexes in force) only allows single changes that need no repair; see their docstrings.
+the budget. `repair` makes any MultiBinary action follow them (deterministically, with a
+note per dropped candidate); `mask` (against the indexes in force) hides what SWIRL
+hides, so any single change it allows needs no repair, while several changes at once may
+(over budget together, or a prefix dropped while an extension is added): `repair`
+resolves those. `mask(strict=True)` guarantees instead that every masked sample needs no
+repair, by allowing fewer changes (see there). `sb3_mask` is either in sb3-contrib
+MaskablePPO's layout.
 """
 
 from __future__ import annotations
@@ -96,10 +106,11 @@ _PLACEHOLDER = re.compile(r"\$(\d+)")
 _SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 #: Seconds one EXPLAIN may take while mining.
 EXPLAIN_TIMEOUT = 30.0
-#: Fallback size model: per-tuple overhead (index tuple header + item pointer) and slack.
-_TUPLE_OVERHEAD = 16
-_SLACK = 1.3
 _PAGE = 8192
+#: Bytes of a btree page that hold tuples (page header 24, btree special space 16).
+_USABLE = _PAGE - 24 - 16
+#: HypoPG's btree bloat: (200 - fillfactor 90 + 20 % additional bloat) / 100.
+_BLOAT = 1.3
 
 
 def _unquote(ident: str) -> str:
@@ -334,7 +345,10 @@ class _Stats:
     """What the size models need of an index's table and columns."""
 
     rows: float
+    #: pg_stats.avg_width per column, 8 when unknown
     widths: tuple[int, ...]
+    #: what HypoPG reads instead (get_attavgwidth): avg_width, 0 when unknown
+    hypo_widths: tuple[int, ...]
     distinct: tuple[float, ...]
     #: every column's type supports btree deduplication (an "equalimage" support function
     #: in its default btree operator class, a deterministic collation)
@@ -374,16 +388,17 @@ def _stats(conn: psycopg.Connection[Any], spec: IndexSpec) -> _Stats:
         raise InvalidArgumentError(
             f"index {spec}: table {spec.table} has no column(s) {', '.join(missing)}"
         )
-    widths, distinct, dedup = [], [], spec.using == "btree"
+    widths, hypo_widths, distinct, dedup = [], [], [], spec.using == "btree"
     for c in spec.columns:
         width, nd, equalimage = info[c]
         widths.append(int(width) if width is not None else 8)
+        hypo_widths.append(int(width) if width is not None else 0)
         if nd is None:
             distinct.append(rows)
         else:
             distinct.append(float(nd) if float(nd) > 0 else -float(nd) * rows)
         dedup = dedup and bool(equalimage)
-    return _Stats(rows, tuple(widths), tuple(distinct), dedup)
+    return _Stats(rows, tuple(widths), tuple(hypo_widths), tuple(distinct), dedup)
 
 
 def _dedup_factor(stats: _Stats) -> float:
@@ -395,7 +410,7 @@ def _dedup_factor(stats: _Stats) -> float:
     (posting tuples are capped at a third of a page)."""
     if not stats.dedup or stats.rows <= 0:
         return 1.0
-    tw = (8 + sum(stats.widths) + 7) // 8 * 8 + 4
+    tw = _line(stats.widths)
     keys = min(stats.rows, max(1.0, float(np.prod(stats.distinct))))
     groups = max(keys, stats.rows / 400)
     dedup = groups * tw + (stats.rows - groups) * 6
@@ -406,14 +421,44 @@ def _deduplicated(size: int, factor: float) -> int:
     """A btree's `size` without deduplication scaled by `factor`: the key pages shrink,
     the meta page stays, and more than one leaf page needs a root page."""
     if factor >= 1.0:
-        return max(_PAGE, size)
+        return _PAGE * max(1, math.ceil(size / _PAGE))
     leaves = max(1, math.ceil((size - _PAGE) * factor / _PAGE))
     return _PAGE * (1 + leaves + (leaves > 1))
 
 
+def _maxalign(n: int) -> int:
+    return (n + 7) // 8 * 8
+
+
+def _line(widths: Sequence[int]) -> int:
+    """Bytes of one btree leaf tuple without deduplication: the tuple (8 bytes of header
+    and heap TID, then the keys) MAXALIGNed, plus its 4-byte line pointer."""
+    return _maxalign(8 + sum(widths)) + 4
+
+
+def _hypopg_line(widths: Sequence[int]) -> int:
+    """HypoPG's bytes per row of a btree (hypo_estimate_index): it counts the tuple
+    header and the line pointer once per column, not once per tuple."""
+    n = len(widths)
+    return sum(widths) + 8 * n + _maxalign(4 * n)
+
+
+def _hypopg_corrected(hypo: int, stats: _Stats) -> int:
+    """HypoPG's btree size with the per-tuple overhead counted once: `hypo` x
+    _line / _hypopg_line, when `hypo` is what HypoPG's formula gives for the table's
+    rows (within a page or 5 %: the rows HypoPG reads are pg_class's, scaled to the
+    table's current size). Otherwise (another HypoPG, an unforeseen estimate) `hypo`."""
+    hypo_line = _hypopg_line(stats.hypo_widths)
+    expected = math.floor(stats.rows * hypo_line * _BLOAT / _USABLE) * _PAGE
+    if abs(hypo - expected) > max(_PAGE, 0.05 * expected) or expected <= _PAGE:
+        return hypo
+    return round(hypo * _line(stats.widths) / hypo_line)
+
+
 def _fallback_size(conn: psycopg.Connection[Any], spec: IndexSpec) -> int:
+    """The size model without HypoPG: HypoPG's, with the per-tuple overhead counted once."""
     stats = _stats(conn, spec)
-    plain = stats.rows * (sum(stats.widths) + _TUPLE_OVERHEAD) * _SLACK
+    plain = stats.rows * _line(stats.widths) * _BLOAT / _USABLE * _PAGE
     return _deduplicated(max(_PAGE, int(plain)), _dedup_factor(stats))
 
 
@@ -442,7 +487,10 @@ def estimate_sizes(conn: psycopg.Connection[Any], specs: Sequence[IndexSpec]) ->
             oids.append(int(row[0]))
             size = conn.execute("SELECT hypopg_relation_size(%s)", (oids[-1],)).fetchone()
             hypo = int(size[0]) if size and size[0] is not None else _PAGE
-            sizes.append(_deduplicated(hypo, _dedup_factor(_stats(conn, spec))))
+            stats = _stats(conn, spec)
+            if spec.using == "btree":
+                hypo = _hypopg_corrected(hypo, stats)
+            sizes.append(_deduplicated(hypo, _dedup_factor(stats)))
     finally:
         if oids and not (conn.broken or conn.closed):
             conn.execute("SELECT hypopg_drop_index(o) FROM unnest(%s::oid[]) AS o", (oids,))
@@ -536,6 +584,8 @@ class IndexSpace:
             tuple(j for j, p in enumerate(prefix) if p == i) for i in range(len(cands))
         )
         self.space = spaces.MultiBinary(len(cands))
+        self._position = position
+        self._by_name = {c.name: i for i, c in enumerate(cands)}
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -560,14 +610,28 @@ class IndexSpace:
         arr = self._check(bits, "index action")
         return [self.candidates[i] for i in np.flatnonzero(arr)]
 
-    def bits(self, specs: Iterable[IndexSpec]) -> NDArray[np.int8]:
-        """The bit vector of `specs`; InvalidArgumentError for a spec that is no candidate."""
+    def bits(self, specs: Iterable[IndexSpec | str]) -> NDArray[np.int8]:
+        """The bit vector of the indexes in force: `specs` are IndexSpec values or their
+        names (IndexSpec.name, as dbgym.dbms.indexes.managed lists them).
+        InvalidArgumentError for one that is no candidate."""
+        if isinstance(specs, str | IndexSpec):
+            raise InvalidArgumentError(
+                "IndexSpace.bits: give a list of IndexSpec values or index names"
+            )
         out = np.zeros(len(self.candidates), dtype=np.int8)
-        position = {c: i for i, c in enumerate(self.candidates)}
         for spec in specs:
-            if spec not in position:
+            if isinstance(spec, IndexSpec):
+                i = self._position.get(spec)
+            elif isinstance(spec, str):
+                i = self._by_name.get(spec)
+            else:
+                raise InvalidArgumentError(
+                    f"IndexSpace.bits: an IndexSpec or an index name is needed, got "
+                    f"{type(spec).__name__}: {spec!r}"
+                )
+            if i is None:
                 raise InvalidArgumentError(f"index {spec} is not one of the index candidates")
-            out[position[spec]] = 1
+            out[i] = 1
         return out
 
     def size(self, bits: Any) -> int:
@@ -618,17 +682,28 @@ class IndexSpace:
             total = self.size(out)
         return out, notes
 
-    def mask(self, current: Any) -> NDArray[np.int8]:
+    def mask(self, current: Any, *, strict: bool = False) -> NDArray[np.int8]:
         """gymnasium's `MultiBinary.sample(mask=)` form (0: must be 0, 1: must be 1, 2:
         free) against `current`, the indexes in force, following SWIRL: a candidate not in
         force is allowed (2) only if it fits the remaining budget (budget - size of
         `current`) and, for a multi-column one, its prefix is in force; else 0. A candidate
         in force is free, except a prefix of an extension in force, which must stay (1):
-        drop the extension first. So every action that changes one bit of `current` that
-        the mask allows is applicable as is (`repair` changes nothing). Several new picks
-        the mask allows can together exceed the budget, and dropping a prefix in force
-        together with adding one of its extensions violates the prefix rule: `repair`
-        resolves those (see there)."""
+        drop the extension first.
+
+        So every action that changes one bit of `current` that the mask allows is
+        applicable as is (`repair` changes nothing). Not so for several changes at once:
+        new picks the mask allows can together exceed the budget, and dropping a prefix
+        in force while adding one of its extensions breaks the prefix rule; `repair`
+        resolves those (see there).
+
+        `strict=True` closes both gaps, at a price: new candidates are allowed in
+        candidate order (best first) only while their sizes add up to no more than the
+        remaining budget (one that does not fit is hidden, later smaller ones may still
+        be allowed), and the prefix of an allowed new extension must stay (1). Then, when
+        `current` is itself valid (`repair` leaves it unchanged), every action the mask
+        allows is: `repair` leaves it unchanged. The price: a candidate that fits alone
+        can be hidden behind better-ranked ones, and a prefix with an extension that fits
+        cannot be dropped in that step."""
         cur = self._check(current, "current indexes")
         room = self.budget_bytes - self.size(cur)
         out = np.full(len(cur), 2, dtype=np.int8)
@@ -639,13 +714,17 @@ class IndexSpace:
                     out[i] = 1
             elif self.sizes[i] > room or (p >= 0 and not cur[p]):
                 out[i] = 0
+            elif strict:  # allowed: what is left for the later candidates shrinks
+                room -= int(self.sizes[i])
+                if p >= 0:
+                    out[p] = 1
         return out
 
-    def sb3_mask(self, current: Any) -> NDArray[np.bool_]:
-        """`mask(current)` in sb3-contrib MaskablePPO's MultiBinary layout (it treats
-        MultiBinary(n) as MultiDiscrete([2] * n)): shape (2n,), per candidate [may be 0,
-        may be 1]."""
-        m = self.mask(current)
+    def sb3_mask(self, current: Any, *, strict: bool = False) -> NDArray[np.bool_]:
+        """`mask(current, strict=strict)` in sb3-contrib MaskablePPO's MultiBinary layout
+        (MaskableBernoulliDistribution treats MultiBinary(n) as MultiDiscrete([2] * n)):
+        shape (2n,), per candidate [may be 0, may be 1]."""
+        m = self.mask(current, strict=strict)
         out = np.empty((len(m), 2), dtype=bool)
         out[:, 0] = m != 1
         out[:, 1] = m != 0
