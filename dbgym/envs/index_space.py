@@ -36,15 +36,15 @@ someone else made on the connection stay), corrected twice. (1) HypoPG counts a 
 tuple's header and line pointer once per column (hypo_estimate_index), so it makes a
 two-integer index 1.6x the size of a one-integer one where PostgreSQL stores the same 20
 bytes per row; when HypoPG's figure is what that formula gives, it is rescaled to the
-per-tuple overhead counted once (HypoPG's 30 % bloat stays). (2) Neither counts btree
+per-tuple overhead counted once (HypoPG's 30 % bloat stays). (2) HypoPG ignores btree
 deduplication (PostgreSQL 13+), which stores a run of equal keys once: a date column of
 TPC-H's lineitem takes a third of HypoPG's figure. So sizes are scaled by a deduplication
 factor from pg_stats' n_distinct (see _dedup_factor) when every column's type allows
 deduplication (numeric and float do not). Without HypoPG (the extension cannot be
 created) the same model is computed from pg_class.reltuples and pg_stats.avg_width (8
 bytes when unknown): reltuples x (MAXALIGN(8 + key bytes) + 4) x 1.3 / usable page
-bytes, deduplicated likewise, in whole 8 kB pages. On TPC-H SF 0.01 both are within
-0.85x-1.2x of the built index (tests/test_env_index_space.py).
+bytes, deduplicated likewise, in whole 8 kB pages. On TPC-H SF 0.01 and pgbench scale 1
+both are within 0.85x-1.2x of the built index (tests/test_env_index_space.py).
 
 Budget: `default_budget` is the total size of the user tables (pg_table_size, i.e. heap,
 TOAST, free space and visibility maps, of every ordinary table outside the system
