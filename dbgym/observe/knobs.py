@@ -14,6 +14,7 @@ ended it, `observe()` reconnects (and a `DbSession` reconnects it at every epoch
 
 from __future__ import annotations
 
+import decimal
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,7 +48,10 @@ class KnobScale:
     def normalize(self, setting: str) -> float:
         """`setting` as pg_settings.setting prints it (base unit), mapped to [0, 1]."""
         if self.vartype == "bool":
-            return 1.0 if parse_bool(setting) else 0.0
+            flag = parse_bool(setting)
+            if flag is None:
+                raise ObservationError(f"knob {self.name}: {setting!r} is not a boolean")
+            return 1.0 if flag else 0.0
         if self.vartype == "enum":
             lowered = [v.lower() for v in self.enumvals]
             try:
@@ -71,9 +75,13 @@ class KnobScale:
     def denormalize(self, x: float) -> str:
         """The inverse of `normalize`: a point of [0, 1] (clipped) as a pg_settings-style
         value in the knob's base unit. Integers are rounded, reals kept to 4 significant
-        digits, enums and booleans bucketed (n equal buckets; 1.0 is the last one), so
-        normalize -> denormalize gives the same value back (an action applied twice
-        changes nothing the second time)."""
+        digits (`_real_text`), enums and booleans bucketed (n equal buckets; 1.0 is the
+        last one).
+
+        Idempotent through float32, as a Box action travels: for x a float32,
+        denormalize(float32(normalize(denormalize(x)))) == denormalize(x), because each
+        rounding is to the nearest grid point of a monotone map (an action applied twice,
+        or the observation of an applied action fed back, changes nothing)."""
         x = min(max(float(x), 0.0), 1.0)
         if self.vartype in ("bool", "enum"):
             choices = ("off", "on") if self.vartype == "bool" else self.enumvals
@@ -85,8 +93,27 @@ class KnobScale:
         v = min(max(v, self.lo), self.hi)
         if self.vartype == "integer":
             return str(int(min(max(round(v), math.ceil(self.lo)), math.floor(self.hi))))
-        text = f"{v:.4g}"
-        return f"{min(max(float(text), self.lo), self.hi):.4g}"
+        return self._real_text(v)
+
+    def _real_text(self, v: float) -> str:
+        """`v` (in [lo, hi]) to 4 significant digits, rounded toward the range when the
+        nearest such number lies outside it (hi = 1.79769e+308 must not become 1.798e+308,
+        which overflows); 5 or 6 digits when no 4-digit number is in the range. PostgreSQL
+        prints a real setting with 6 significant digits, so the server stores and shows
+        exactly this value."""
+        for digits in (4, 5, 6):
+            text = f"{v:.{digits}g}"
+            near = float(text)
+            if self.lo <= near <= self.hi:
+                return text
+            inward = decimal.Context(
+                prec=digits,
+                rounding=decimal.ROUND_FLOOR if near > self.hi else decimal.ROUND_CEILING,
+            ).create_decimal(repr(v))
+            text = f"{float(inward):.{digits}g}"
+            if self.lo <= float(text) <= self.hi:
+                return text
+        return repr(v)
 
 
 def knob_scale(spec: KnobSpec, tuning_range: tuple[float, float] | None = None) -> KnobScale:
