@@ -14,12 +14,11 @@ practice treat as the impactful ones:
 
 - OtterTune (Van Aken et al., SIGMOD 2017, "Automatic Database Management System Tuning
   Through Large-Scale Machine Learning") ranks knobs by their effect with Lasso and tunes
-  only the top-ranked ones; its PostgreSQL top ranks are dominated by memory (buffer pool,
-  per-operation memory), planner-cost and checkpoint/WAL knobs.
+  only the top-ranked ones.
 - Van Aken et al., VLDB 2021 ("An Inquiry into Machine Learning-based Automatic
   Configuration Tuning Services on Real-World Database Management Systems"), a study of
-  ML tuners on a production Oracle installation at Société Générale, again tunes a small
-  selected subset of knobs rather than all of them.
+  ML tuners on a production Oracle installation at Société Générale with a real workload
+  trace, likewise tunes selected sets of knobs rather than all of them.
 - Kanellis et al., HotStorage 2020 ("Too Many Knobs to Tune? Towards Faster Database
   Tuning by Pre-selecting Important Knobs"): a handful of important knobs carries most
   of the tuning gain, and pre-selecting them makes tuning faster.
@@ -52,8 +51,8 @@ than dbgym.dbms.knobs.check_memory lets through (shared_buffers + wal_buffers mu
 effective_cache_size at 90%; work_mem and temp_buffers at memory/64 (a query may use
 several work_mem at once, one per sort or hash node per worker); maintenance_work_mem at
 memory/8 and autovacuum_work_mem at memory/16 (up to autovacuum_max_workers use it at
-once); the parallel-worker knobs at the CPUs. A default range whose low end exceeds a cap
-(a tiny container) is lowered to it; a user's is refused. The memory is the container's
+once); the parallel-worker knobs at the CPUs. A curated low end above a cap (a tiny
+container) falls back to pg_settings' minimum; a user's is refused. The memory is the container's
 limit on Docker, else the machine's physical memory; the CPUs likewise (`server_limits`).
 
 `jit` is not a default knob: with hint sets, JIT is kept off for hinted statements unless
