@@ -22,6 +22,7 @@ from dbgym.models import (
     available_models,
     load,
     load_model,
+    sample_mask,
 )
 
 OBS: dict[str, Any] = {"x": np.zeros(2, dtype=np.float32)}
@@ -104,6 +105,10 @@ def installed_tuner(tmp_path: Path) -> Iterator[Path]:
                     write_model_file(path, "my-tuner", {"level": self.level})
 
 
+            def make_tuner(level=0.75):
+                return MyTuner(level=level)
+
+
             def not_a_model():
                 return object()
             '''
@@ -113,7 +118,8 @@ def installed_tuner(tmp_path: Path) -> Iterator[Path]:
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-tuner\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[dbgym.models]\nmy-tuner = my_tuner:MyTuner\nbroken-tuner = my_tuner:not_a_model\n"
+        "[dbgym.models]\nmy-tuner = my_tuner:MyTuner\nmy-factory = my_tuner:make_tuner\n"
+        "broken-tuner = my_tuner:not_a_model\nrandom = my_tuner:MyTuner\n"
     )
     sys.path.insert(0, str(tmp_path))
     try:
@@ -140,6 +146,15 @@ def test_entry_point_of_an_installed_distribution(installed_tuner: Path) -> None
         load_model("my-tuner", lvl=1)
     with pytest.raises(TypeError, match=r"broken-tuner.*my-tuner 0\.1.*not a dbgym Model"):
         load_model("broken-tuner")
+
+
+def test_entry_point_factories_and_builtins_first(installed_tuner: Path) -> None:
+    made = load_model("my-factory")  # a function called with the keywords
+    assert type(made).__name__ == "MyTuner" and made.level == 0.75  # type: ignore[attr-defined]
+    assert load_model("my-factory", level=0.1).level == 0.1  # type: ignore[attr-defined]
+    # the distribution also registers "random": the built-in wins
+    assert isinstance(load_model("random", seed=1), RandomModel)
+    assert available_models().count("random") == 1
 
 
 def test_entry_points_leave_with_their_sys_path_entry(installed_tuner: Path) -> None:
@@ -230,11 +245,53 @@ def test_random_honours_dict_masks_and_follows_the_latest_info() -> None:
     assert picks[:, :3].any()
 
 
+def test_random_takes_hint_masks_as_one_array_and_parts_left_out() -> None:
+    """The hint mask as one (slots, choices) array (int8 or bool), the Dict mask without
+    the knob part: both fine."""
+    space = dict_space()
+    allowed = np.zeros((3, 4), dtype=np.int8)
+    allowed[0, 1] = allowed[1, [0, 3]] = allowed[2, 2] = 1
+    for hints in (allowed, allowed.astype(bool)):
+        model = load_model("random", seed=4)
+        model.initialize(OBS, {"action_mask": {"hints": hints, "indexes": np.zeros(6, np.int8)}})
+        picks = [model.pick_action(space, OBS) for _ in range(100)]
+        assert all(space.contains(a) and not a["indexes"].any() for a in picks)
+        chosen = np.array([a["hints"] for a in picks])
+        assert (chosen[:, 0] == 1).all() and (chosen[:, 2] == 2).all()
+        assert set(chosen[:, 1].tolist()) == {0, 3}
+    multi = spaces.MultiDiscrete(np.array([[3, 3], [3, 3]]))
+    model = load_model("random", seed=4)
+    model.initialize(OBS, {"action_mask": np.eye(3, dtype=np.int8)[[[0, 1], [2, 2]]]})
+    for _ in range(20):
+        assert model.pick_action(multi, OBS).tolist() == [[0, 1], [2, 2]]
+
+
+def test_sample_mask_forms() -> None:
+    space = dict_space()
+    mask = sample_mask(space, {"hints": np.ones((3, 4), dtype=bool)})
+    assert mask["knobs"] is None and mask["indexes"] is None
+    assert isinstance(mask["hints"], tuple) and len(mask["hints"]) == 3
+    assert all(m.dtype == np.int8 and m.tolist() == [1] * 4 for m in mask["hints"])
+    assert sample_mask(space, None) is None
+    assert sample_mask(spaces.Discrete(3), [True, False, True]).dtype == np.int8
+    with pytest.raises(InvalidArgumentError, match=r"parts \['index'\] are not in"):
+        sample_mask(space, {"index": np.zeros(6, np.int8)})
+    with pytest.raises(InvalidArgumentError, match="must be a dict of per-part masks"):
+        sample_mask(space, np.zeros(6, np.int8))
+
+
 def test_random_mask_that_does_not_fit_is_a_caller_mistake() -> None:
-    model = load_model("random", seed=1)
-    model.initialize(OBS, {"action_mask": {"indexes": np.full(6, 2, dtype=np.int8)}})
-    with pytest.raises(InvalidArgumentError, match="does not fit the action space"):
-        model.pick_action(dict_space(), OBS)
+    space = dict_space()
+    for mask in (
+        {"indexes": np.full(5, 2, dtype=np.int8)},  # 5 bits for MultiBinary(6)
+        {"hints": np.ones((3, 3), dtype=np.int8)},  # 3 choices for 4
+        {"knobs": np.ones(3, dtype=np.int8)},  # a Box takes no mask
+        {"indexs": np.full(6, 2, dtype=np.int8)},
+    ):
+        model = load_model("random", seed=1)
+        model.initialize(OBS, {"action_mask": mask})
+        with pytest.raises(InvalidArgumentError, match="model 'random'"):
+            model.pick_action(space, OBS)
 
 
 def test_random_is_deterministic_with_a_seed_and_leaves_the_space_alone() -> None:

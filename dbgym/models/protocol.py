@@ -34,10 +34,24 @@ MODEL_FILE_VERSION = 1
 class Model(Protocol):
     """A tuning model driven by `initialize` / `pick_action` / `update`.
 
-    observations: the environment's observation (a flat dict of float32 arrays for dbgym
-    environments). info: the reset/step info; dbgym environments put the action meaning
-    "no change" in `info["default_action"]` (reset) and the current mask in gymnasium's
-    `sample(mask=...)` form in `info["action_mask"]` (reset and step).
+    What a model gets (all of it plain gymnasium / numpy / JSON-like data, so a learned
+    model can train on recorded runs as well as on a live environment):
+
+    - action_space (`pick_action`): the environment's gymnasium space: for
+      "dbgym/DbGym-v0" a Dict of "hints" MultiDiscrete([H] * T), "indexes" MultiBinary(n)
+      and "knobs" Box([0, 1]^k, float32) (the tuned dimensions only); the one-dimension
+      ids have that part alone.
+    - observations: a flat dict of float32 arrays whose keys name the features
+      ("plan_features" (T, N, F), "plan_node_type", "plan_parent", "plan_mask",
+      "template_mask", "template_weight", "metrics", "knobs", "indexes", "hints"; see
+      dbgym.envs.observation).
+    - info (`initialize`, `update`): the reset/step info. Reset: "default_action" (the
+      action meaning "no change" from the default configuration), "action_mask"
+      (gymnasium's `sample(mask=...)` form, see dbgym.models.masks), "baseline", "config"
+      (the knobs, indexes and hint sets in force, by name), "plans" (each template slot's
+      EXPLAIN JSON), "workload". Step: "action_mask", "config", "value", "per_template",
+      "error" (None, or why the configuration failed: the reward is then the penalty),
+      "notes" (how the index action was repaired), "plans".
     """
 
     def initialize(self, observations: Any, info: Mapping[str, Any]) -> None:

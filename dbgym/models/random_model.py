@@ -5,7 +5,12 @@ own space and its RNG are left alone), so `load_model("random", seed=1)` picks t
 sequence of actions on the same spaces and masks every time. The latest
 `info["action_mask"]` (gymnasium's `sample(mask=...)` form: for a Dict space a dict of
 per-part masks, None for Box parts; a MultiBinary mask is int8 with 0 "must be 0",
-1 "must be 1", 2 "free") is applied when present.
+1 "must be 1", 2 "free"; a MultiDiscrete mask the allowed choices per entry, as a tuple
+of arrays or one (entries, choices) array, see `dbgym.models.masks`) is applied when
+present.
+
+`save` records the seed, not the RNG's position: a loaded model starts the seeded
+sequence again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import gymnasium
 from gymnasium import spaces
 
 from dbgym.errors import InvalidArgumentError
+from dbgym.models.masks import sample_mask
 from dbgym.models.protocol import write_model_file
 
 
@@ -61,7 +67,9 @@ class RandomModel:
         if self._mask is None:
             return self._sampler.sample()
         try:
-            return self._sampler.sample(mask=self._mask)
+            return self._sampler.sample(mask=sample_mask(action_space, self._mask))
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(f"model 'random': {exc}") from None
         except (
             AssertionError,
             ValueError,
