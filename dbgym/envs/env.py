@@ -431,7 +431,7 @@ class DbGymEnv(gym.Env[Obs, Any]):
     def action_mask(self) -> Any:
         """The mask in gymnasium's `sample(mask=...)` form: for the index part, MultiBinary
         int8 (0: must be 0, 2: free) following SWIRL's rules against the indexes in force;
-        None for Box parts; for hints an all-allowed int8 (slots, sets) array."""
+        None for Box parts; for hints a tuple of all-allowed int8 arrays, one per slot."""
         parts: dict[str, Any] = {}
         for dim in self.env_spec.tune:
             if dim == "knobs":
