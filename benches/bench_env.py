@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pytest_benchmark.fixture import BenchmarkFixture
 from scipy.stats import spearmanr
 
 import dbgym
@@ -35,8 +36,11 @@ def tpch(scale: float) -> GymSpec:
     return GymSpec(historical_workloads=[workload], historical_state=state)
 
 
-def _overhead(spec: GymSpec, observe: tuple[str, ...]) -> tuple[float, float]:
-    """Median step and direct-replay seconds, interleaved, on one server."""
+def _overhead(
+    spec: GymSpec, observe: tuple[str, ...], benchmark: BenchmarkFixture | None = None
+) -> tuple[float, float]:
+    """Median step and direct-replay seconds, interleaved (a direct replay before each
+    step), on one server. With `benchmark`, pytest-benchmark times the steps."""
     env = KnobTuningEnv(spec, knobs=(KnobRange("work_mem"),), observe=observe)
     try:
         env.reset(seed=1)
@@ -44,31 +48,42 @@ def _overhead(spec: GymSpec, observe: tuple[str, ...]) -> tuple[float, float]:
         workload = env.workloads[0]
         assert env.session is not None
         dsn = env.session.dsn
-        steps, replays = [], []
+        steps: list[float] = []
+        replays: list[float] = []
         for _ in range(5):  # warm up both paths
             env.step(action)
             dbgym.replay(dsn, workload, speed=None)
-        for _ in range(60):
+
+        def direct() -> None:
+            t = time.perf_counter()
+            dbgym.replay(dsn, workload, speed=None)
+            replays.append(time.perf_counter() - t)
+
+        def step() -> None:
             t = time.perf_counter()
             _, _, _, _, info = env.step(action)
             steps.append(time.perf_counter() - t)
             assert info["error"] is None
-            t = time.perf_counter()
-            dbgym.replay(dsn, workload, speed=None)
-            replays.append(time.perf_counter() - t)
+
+        if benchmark is not None:
+            benchmark.pedantic(step, setup=direct, rounds=60, iterations=1)  # type: ignore[no-untyped-call]
+        else:
+            for _ in range(60):
+                direct()
+                step()
     finally:
         env.close()
     return statistics.median(steps), statistics.median(replays)
 
 
-def test_step_overhead(tmp_path: Path) -> None:
+def test_step_overhead(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
     sql = tmp_path / "trivial.sql"
     sql.write_text("SELECT 1;\n" * 20)
     state, _ = dbgym.benchmarks.get("tpch").specs(scale=0.01, seed=15721)
     spec = GymSpec(historical_workloads=[dbgym.Workload.from_sql(sql)], historical_state=state)
     # the environment's machinery alone: decode, apply (nothing changed), the session's
     # measure (with its crash check: one SELECT 1), reward, info
-    step, replay = _overhead(spec, ())
+    step, replay = _overhead(spec, (), benchmark)
     overhead_ms = (step - replay) * 1000
     # and with the knob observation (one pg_settings read, time spent in PostgreSQL)
     step_k, replay_k = _overhead(spec, ("knobs",))
@@ -80,7 +95,7 @@ def test_step_overhead(tmp_path: Path) -> None:
     assert overhead_ms <= 1.0
 
 
-def test_reset_after_indexes_and_restart_knob() -> None:
+def test_reset_after_indexes_and_restart_knob(benchmark: BenchmarkFixture) -> None:
     env = DbGymEnv(
         tpch(0.1),
         tune=("knobs", "indexes"),
@@ -90,20 +105,29 @@ def test_reset_after_indexes_and_restart_knob() -> None:
     try:
         env.reset(seed=1)
         assert env.index_space is not None
-        times, restarted = [], 0
-        for i in range(5):
+        times: list[float] = []
+        restarted = 0
+        round_no = 0
+
+        def step() -> None:  # not timed: a step that builds indexes and restarts
+            nonlocal restarted, round_no
             action = env.default_action()
-            action["knobs"] = np.array([0.2 + 0.1 * i, 0.5], dtype=np.float32)
-            bits = np.zeros(len(env.index_space.candidates), dtype=np.int8)
+            action["knobs"] = np.array([0.2 + 0.1 * (round_no % 6), 0.5], dtype=np.float32)
+            round_no += 1
+            bits = np.zeros(len(env.index_space.candidates), dtype=np.int8)  # type: ignore[union-attr]
             bits[: min(3, bits.size)] = 1
             action["indexes"] = bits
             _, _, _, _, info = env.step(action)
             assert info["error"] is None, info["error"]
             assert info["config"]["indexes"]
             restarted += info["restarted"]
+
+        def reset() -> None:
             t = time.perf_counter()
             env.reset(seed=1)
             times.append(time.perf_counter() - t)
+
+        benchmark.pedantic(reset, setup=step, rounds=5, iterations=1)  # type: ignore[no-untyped-call]
         assert restarted >= 4
     finally:
         env.close()
@@ -121,14 +145,22 @@ def _estimate_steps(env: IndexSelectionEnv, actions: list[np.ndarray]) -> list[f
     return out
 
 
-def test_estimate_step_latency_sf1() -> None:
+def test_estimate_step_latency_sf1(benchmark: BenchmarkFixture) -> None:
     env = IndexSelectionEnv(tpch(1.0), evaluation="estimate", observe=("indexes",))
     try:
         env.reset(seed=1)
         env.action_space.seed(5)
         actions = [env.action_space.sample() for _ in range(100)]
         cold = _estimate_steps(env, actions)
-        warm = _estimate_steps(env, actions)
+        warm: list[float] = []
+        todo = iter(actions)
+
+        def step() -> None:
+            t = time.perf_counter()
+            env.step(next(todo))
+            warm.append(time.perf_counter() - t)
+
+        benchmark.pedantic(step, rounds=len(actions), iterations=1)  # type: ignore[no-untyped-call]
     finally:
         env.close()
     q = np.quantile
@@ -152,23 +184,33 @@ def sf01_actions() -> list[np.ndarray]:
     return [(rng.random(n) < 0.3).astype(np.int8) for _ in range(30)]
 
 
-def test_estimate_vs_execute_sf01(sf01_actions: list[np.ndarray]) -> None:
+def test_estimate_vs_execute_sf01(
+    benchmark: BenchmarkFixture, sf01_actions: list[np.ndarray]
+) -> None:
     estimate = IndexSelectionEnv(tpch(0.1), evaluation="estimate", observe=("indexes",))
     execute = IndexSelectionEnv(tpch(0.1), evaluation="execute", observe=("indexes",))
     costs, times, est_s, exe_s = [], [], [], []
     try:
         estimate.reset(seed=1)
         execute.reset(seed=1)
-        for a in sf01_actions:
+        todo = iter(sf01_actions)
+        current: list[np.ndarray] = []
+
+        def estimated() -> None:  # not timed by pytest-benchmark: timed here
+            current[:] = [next(todo)]
             t = time.perf_counter()
-            _, _, _, _, info = estimate.step(a)
+            _, _, _, _, info = estimate.step(current[0])
             est_s.append(time.perf_counter() - t)
             costs.append(info["value"])
+
+        def executed() -> None:
             t = time.perf_counter()
-            _, _, _, _, info = execute.step(a)
+            _, _, _, _, info = execute.step(current[0])
             exe_s.append(time.perf_counter() - t)
             assert info["error"] is None, info["error"]
             times.append(info["value"])
+
+        benchmark.pedantic(executed, setup=estimated, rounds=len(sf01_actions), iterations=1)  # type: ignore[no-untyped-call]
     finally:
         estimate.close()
         execute.close()
