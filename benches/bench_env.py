@@ -66,9 +66,9 @@ def _overhead(
             assert info["error"] is None
 
         if benchmark is not None:
-            benchmark.pedantic(step, setup=direct, rounds=60, iterations=1)  # type: ignore[no-untyped-call]
+            benchmark.pedantic(step, setup=direct, rounds=100, iterations=1)  # type: ignore[no-untyped-call]
         else:
-            for _ in range(60):
+            for _ in range(100):
                 direct()
                 step()
     finally:
