@@ -744,6 +744,27 @@ class DbGymEnv(gym.Env[Obs, Any]):
                 out.append(None)
         return out
 
+    def configuration(self) -> dict[str, Any]:
+        """The configuration in force, machine-readable in `dbgym bench`'s configuration
+        schema: {"knobs": {name: value}, "indexes": [{"table", "columns", "using"}],
+        "hints": {template text: {setting: value}}} (a dimension not tuned is left out;
+        knobs at their defaults are an empty mapping)."""
+        cfg = self._config
+        out: dict[str, Any] = {}
+        if self.knob_space is not None:
+            out["knobs"] = dict(cfg.knobs) if cfg.knobs is not None else {}
+        if self.index_space is not None:
+            out["indexes"] = [
+                {"table": s.table, "columns": list(s.columns), "using": s.using}
+                for s in self.index_space.specs(cfg.indexes)
+            ]
+        if self.hint_space is not None:
+            out["hints"] = {
+                self.slots.slots[slot].text: settings
+                for slot, settings in self.hint_space.slot_settings(cfg.hints).items()
+            }
+        return out
+
     def _describe(self, cfg: Config) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if self.knob_space is not None:

@@ -14,11 +14,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dbgym.envs.spec import EnvSpec, GymSpec
 from dbgym.errors import SpecError
 from dbgym.spec import Spec
+
+if TYPE_CHECKING:
+    import gymnasium as gym
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class RunResult:
     best_reward: float = -math.inf
     best_value: float | None = None
     best_config: dict[str, Any] = field(default_factory=dict)
+    #: The best configuration in `dbgym bench`'s configuration schema (`--from-sim`).
+    best_bench_config: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     seconds: float = 0.0
 
@@ -91,6 +96,7 @@ class RunResult:
             "best_value": self.best_value,
             "improvement": self.improvement,
             "best_config": self.best_config,
+            "best_bench_config": self.best_bench_config,
             "interrupted": self.interrupted,
             "seconds": self.seconds,
             "steps": [asdict(s) for s in self.steps],
@@ -99,10 +105,19 @@ class RunResult:
 
 #: Called after every step with (record, result so far).
 OnStep = Callable[[StepRecord, RunResult], None]
+#: Wraps the environment `run` made (e.g. in dbgym.project.recording.RecordEpisodes).
+WrapEnv = Callable[["gym.Env[Any, Any]"], "gym.Env[Any, Any]"]
 
 
-def run(spec: RunSpec, *, on_step: OnStep | None = None, progress: bool | None = None) -> RunResult:
-    """Run `spec` (see the module docstring)."""
+def run(
+    spec: RunSpec,
+    *,
+    on_step: OnStep | None = None,
+    progress: bool | None = None,
+    wrap_env: WrapEnv | None = None,
+) -> RunResult:
+    """Run `spec` (see the module docstring). `wrap_env` wraps the environment before the
+    first reset; the wrapper is closed with it."""
     import gymnasium as gym
 
     from dbgym.models.registry import load_model
@@ -116,6 +131,12 @@ def run(spec: RunSpec, *, on_step: OnStep | None = None, progress: bool | None =
         progress=progress,
         **_env_kwargs(spec.env),
     )
+    if wrap_env is not None:
+        try:
+            env = wrap_env(env)
+        except BaseException:
+            env.close()
+            raise
     t0 = time.perf_counter()
     result: RunResult | None = None
     try:
@@ -142,6 +163,10 @@ def run(spec: RunSpec, *, on_step: OnStep | None = None, progress: bool | None =
                 result.best_reward = float(reward)
                 result.best_value = info.get("value")
                 result.best_config = info.get("config", {})
+                result.best_bench_config = {
+                    "name": f"best of run (step {step})",
+                    **getattr(env.unwrapped, "configuration", dict)(),
+                }
             if on_step is not None:
                 on_step(record, result)
             obs = next_obs
