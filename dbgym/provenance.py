@@ -7,7 +7,7 @@
 - `server_facts(conn, instance=None)`: `SELECT version()`, the server's version number and
   every setting (`pg_settings`: name -> setting with its unit), and for an instance it
   started, the backend with the server binary's SHA-256 (local) or the image id (docker).
-- `file_sha256(path)`: the hash recorded for workload and data files.
+- `file_digest(path)`: the hash recorded for workload and data files (and dumps).
 
 Everything returned is JSON-able (str, int, float, bool, None, lists and dicts of them).
 """
@@ -46,13 +46,19 @@ DEPENDENCIES = (
 _CHUNK = 1 << 20
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file (its name and bytes), or of a directory's files (their relative
+    names and bytes, in name order): the hash recorded for workload and data files, and
+    the state cache's key of a dump."""
+    root = Path(path)
+    h = hashlib.sha256()
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for f in files:
+        h.update(str(f.relative_to(root) if root.is_dir() else f.name).encode())
+        with f.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,6 +140,7 @@ def _versions() -> dict[str, str]:
 @functools.lru_cache(maxsize=1)
 def _host_facts() -> dict[str, Any]:
     from dbgym import __version__, core_version
+
     uname = platform.uname()
     return {
         "dbgym_version": __version__,
@@ -208,4 +215,8 @@ def instance_facts(instance: PostgresInstance) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=8)
 def _binary_sha256(path: str) -> str:
-    return file_sha256(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()

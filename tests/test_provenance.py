@@ -36,13 +36,18 @@ def test_git_commit_of_a_checkout() -> None:
         assert commit is None
 
 
-def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:
+def test_file_digest_hashes_names_and_bytes(tmp_path: Path) -> None:
     import hashlib
 
     data = os.urandom(3 * 2**20 + 17)
     path = tmp_path / "f.bin"
     path.write_bytes(data)
-    assert provenance.file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert provenance.file_digest(path) == hashlib.sha256(b"f.bin" + data).hexdigest()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.sql").write_text("SELECT 1;")
+    before = provenance.file_digest(tmp_path / "d")
+    (tmp_path / "d" / "a.sql").write_text("SELECT 2;")
+    assert provenance.file_digest(tmp_path / "d") != before
 
 
 def test_server_facts_of_a_local_server() -> None:

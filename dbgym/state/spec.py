@@ -17,7 +17,6 @@ has one), so no JSON, key or repr ever carries it.
 from __future__ import annotations
 
 import abc
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, cast
@@ -27,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from dbgym.errors import SpecError
 from dbgym.progress import ProgressFn
+from dbgym.provenance import file_digest
 from dbgym.spec import Spec, kind_registry
 from dbgym.state.dump import copy_database, dump_format, restore_dump
 from dbgym.state.report import LoadReport
@@ -81,18 +81,6 @@ class StateSpec(Spec, abc.ABC):
         `.dsn`); `on_progress(done, totals)` is called as it goes. `bin_dir`: client binaries
         matching the server; `workers`: parallel loaders where the kind has them;
         `source_password`: the password of a source server (DSN states only)."""
-
-
-def file_digest(path: Path) -> str:
-    """sha256 of a dump file, or of a dump directory's files (names and contents)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
