@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from benches.guard import Guard, record_all
 from dbgym.dbms.instance import PostgresInstance
 from dbgym.observe.plan_corpus import capture, launch_server
 from dbgym.plans import PlanCatalog, featurize, parse_plans_only
@@ -102,5 +103,25 @@ def test_featurize_vs_python_and_parse_floor(
         f"parse-only {best_floor * 1e3:.1f} ms, python {t_python * 1e3:.0f} ms -> "
         f"{speedup:.1f}x over python, {floor_ratio:.2f}x the parse floor"
     )
-    assert speedup >= MIN_SPEEDUP_OVER_PYTHON, f"only {speedup:.1f}x faster than plain Python"
-    assert floor_ratio <= MAX_RATIO_TO_PARSE_FLOOR, f"{floor_ratio:.2f}x the parse-only floor"
+    rust_ms = best_rust * 1e3
+    record_all(
+        benchmark,
+        Guard(
+            label=f"{encoding}: speedup over plain Python",
+            figure=rust_ms,
+            baseline=t_python * 1e3,
+            unit="ms",
+            ratio=speedup,
+            bar=MIN_SPEEDUP_OVER_PYTHON,
+            higher_is_better=True,
+        ),
+        Guard(
+            label=f"{encoding}: time / the parse-only floor",
+            figure=rust_ms,
+            baseline=best_floor * 1e3,
+            unit="ms",
+            ratio=floor_ratio,
+            bar=MAX_RATIO_TO_PARSE_FLOOR,
+            higher_is_better=False,
+        ),
+    )

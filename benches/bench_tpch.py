@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from benches.guard import record
 from dbgym import _core
 
 SCALE = 0.02
@@ -93,4 +94,13 @@ def test_lineitem_generation_vs_python(benchmark: Any) -> None:
         f"ratio {py_s / rust_s:.1f}x"
     )
     assert abs(py_bytes - len(rust)) / len(rust) < 0.2, "both generate a comparable table"
-    assert py_s / rust_s >= 10
+    record(
+        benchmark,
+        label=f"lineitem SF {SCALE} vs plain Python",
+        figure=len(rust) / rust_s / 1e6,
+        baseline=py_bytes / py_s / 1e6,
+        unit="MB/s",
+        ratio=py_s / rust_s,
+        bar=10,
+        higher_is_better=True,
+    )
