@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import dbgym._core as _core
+from dbgym._slowdown import pause
 from dbgym.plans.catalog import PlanCatalog
 
 Encoding = Literal["qppnet", "tcnn"]
@@ -185,6 +186,7 @@ def featurize(
     index and the JSON path. `catalog` fixes the relation/index one-hots ("qppnet");
     without one, every relation and index lands in the `<other>` column.
     """
+    pause("featurize")  # test-only switch (dbgym/_slowdown.py): a no-op unless set
     cat = (catalog or _EMPTY_CATALOG)._core
     raw = _core.featurize_plans(plans, cat, encoding)  # decoded JSON is serialized in Rust
     return PlanBatch(
