@@ -64,13 +64,14 @@ class Guard:
         """ "ratio >= 10" / "figure <= 0.5 s" (empty when not asserted)."""
         if self.bar is None:
             return ""
-        unit = "x" if self.on == "ratio" else self.unit
+        unit = "x" if self.on == "ratio" else f" {self.unit}"
         sign = ">=" if self.higher_is_better else "<="
-        return f"{self.on} {sign} {self.bar:g} {unit}".rstrip()
+        return f"{self.on} {sign} {self.bar:g}{unit}".rstrip()
 
     def failure(self) -> str:
-        unit = "x" if self.on == "ratio" else self.unit
-        text = f"{self.label}: {self.on} {self.value:.4g} {unit}, bar {self.describe_bar()}"
+        unit = "x" if self.on == "ratio" else f" {self.unit}"
+        text = f"{self.label}: {self.on} {self.value:.4g}{unit}".rstrip()
+        text += f", bar: {self.describe_bar()}"
         return f"{text} ({self.detail})" if self.detail else text
 
     def to_dict(self) -> dict[str, Any]:
