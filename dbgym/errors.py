@@ -161,6 +161,16 @@ class ObservationError(DbgymError):
     than a padded plan space holds, a knob without a numeric range, a stats view missing)."""
 
 
+class ProjectError(DbgymError):
+    """The project folder or its database cannot be used (unwritable, corrupt, busy for
+    longer than the retry budget)."""
+
+
+class ProjectVersionError(ProjectError):
+    """The project database was written by a newer dbgym (a schema version this one does not
+    know); it is refused and left untouched."""
+
+
 # --- SQLSTATEs that say what happened to a connection ----------------------------------
 
 #: SQLSTATE prefixes of a connection lost because the server went away: class 08
