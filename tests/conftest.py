@@ -56,6 +56,13 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _project_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every `dbgym` subprocess it starts) records its simulations in a
+    project folder of its own, never in ./.dbgym-projects of the checkout."""
+    monkeypatch.setenv("DBGYM_PROJECT_DIR", str(tmp_path_factory.mktemp("project")))
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[str]:
     name = str(request.param)

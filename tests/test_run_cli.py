@@ -14,14 +14,11 @@ from pathlib import Path
 
 from dbgym.dbms import instance_registry
 from dbgym.envs.spec import EnvSpec
+from dbgym.project.manager import ProjectManager
 from dbgym.runner.run import RunSpec, run
 from tests.env_fixtures import tpch_gym_spec
 
 DBGYM = [sys.executable, "-m", "dbgym"]
-
-
-def _live_instances() -> list[str]:
-    return [str(e.get("id")) for _, e in instance_registry.read_entries()]
 
 
 def test_run_prints_the_best_configuration_and_writes_json(tmp_path: Path) -> None:
@@ -40,6 +37,20 @@ def test_run_prints_the_best_configuration_and_writes_json(tmp_path: Path) -> No
     spec = RunSpec.from_dict(data["spec"])
     assert spec.steps == 6 and spec.seed == 3
     assert set(data["best_config"]) >= {"knobs", "indexes", "hints"}
+    # the run is a tracked simulation: rows, environment, recorded steps, the CLI call
+    project = ProjectManager(os.environ["DBGYM_PROJECT_DIR"], reconcile=False)
+    (row,) = project.records.list()
+    assert row.state == "done" and row.sim_key == "dbgym-run"
+    assert (row.progress_done, row.progress_total) == (6, 6)
+    assert row.result["best_bench_config"]["name"].startswith("best of run")
+    assert row.environment["seeds"]["run"] == 3
+    assert row.environment["server"]["settings"]["shared_buffers"]
+    statuses = project.records.statuses(row.sim_id)
+    assert statuses[0].details.startswith("started pid") and statuses[-1].code.name == "SUCCESS"
+    kinds = {f["kind"] for f in project.records.files(row.sim_id)}
+    assert {"steps", "templates", "plans"} <= kinds
+    (call,) = project.records.api_calls("cli.run")
+    assert call["code"] == 0 and call["details"]["arguments"]["spec"]["steps"] == 6
 
 
 def test_run_spec_in_python_estimate_mode() -> None:
@@ -71,17 +82,20 @@ def test_run_refuses_bad_options_with_exit_code_2() -> None:
 
 
 def test_ctrl_c_stops_cleanly_with_the_summary_so_far() -> None:
-    before = set(_live_instances())
     proc = subprocess.Popen(
         [*DBGYM, "run", "--benchmark", "tpch", "--scale", "0.01", "--steps", "100000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "COLUMNS": "200"},
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and set(_live_instances()) == before:
+        # the run is a tracked simulation: wait until its row shows a few steps done
+        project = ProjectManager(os.environ["DBGYM_PROJECT_DIR"], reconcile=False)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            rows = project.records.list()
+            if rows and (rows[-1].progress_done or 0) >= 2:
+                break
             time.sleep(0.2)
-        time.sleep(3.0)  # a few steps
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -89,4 +103,8 @@ def test_ctrl_c_stops_cleanly_with_the_summary_so_far() -> None:
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted" in stdout and "baseline" in stdout, stdout
-    assert set(_live_instances()) <= before
+    (row,) = project.records.list()
+    # no server of the simulation's child process is left
+    assert not [e for _, e in instance_registry.read_entries() if e.get("owner_pid") == row.pid]
+    assert row.state == "cancelled" and row.result["interrupted"]
+    assert project.records.statuses(row.sim_id)[-1].subcode.name == "STOPPED"

@@ -2,16 +2,20 @@
 
     dbgym run --benchmark tpch --scale 0.01 --model random --steps 30
 
-A progress bar shows the step, its reward and the best so far; the run ends with a table:
-baseline, best, improvement, and the best configuration (knob values, indexes, hint
-sets). Ctrl-C stops cleanly (the server is stopped) and still prints the summary so far
-(exit code 130). `--json OUT` writes the whole run (spec, every step, best configuration).
+Every run is a tracked simulation (key "dbgym-run") of the project in `--project-dir`
+(default $DBGYM_PROJECT_DIR, else ./.dbgym-projects): it runs in a child process, its rows
+(status history, progress, environment, result) land in the project database and its steps
+in the standard training-data format under sims/<sim_id>/ (`dbgym sims show ID`,
+`dbgym.project.load_dataset`). A progress bar shows the step, its reward and the best so
+far; the run ends with a table: baseline, best, improvement, and the best configuration
+(knob values, indexes, hint sets). Ctrl-C cancels the simulation (its server is stopped),
+still prints the summary so far and exits 130. `--json OUT` writes the whole run (spec,
+every step, best configuration).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -101,6 +105,14 @@ def run_cmd(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A RunSpec JSON file (replaces the options)")
     ] = None,
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--project-dir",
+            help="Project folder recording the run (default $DBGYM_PROJECT_DIR or "
+            "./.dbgym-projects)",
+        ),
+    ] = None,
 ) -> None:
     """Runs a model on a dbgym environment and reports the best configuration found."""
     from dbgym.envs.spec import EnvSpec
@@ -132,19 +144,37 @@ def run_cmd(
             episode_steps=episode_steps,
             seed=seed,
         )
-    result = run_with_progress(spec)
-    print_summary(result)
-    if json_out is not None:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2, default=str) + "\n")
-        typer.echo(f"wrote {json_out}")
-    if result.interrupted:
+    from dbgym.models.registry import available_models
+
+    if spec.model not in available_models():
+        raise InvalidArgumentError(
+            f"--model {spec.model!r}: unknown model; available: {', '.join(available_models())}"
+        )
+    from dbgym.project.api_calls import recorded
+    from dbgym.project.manager import ProjectManager
+
+    project = ProjectManager(project_dir)
+    with recorded(project, "cli.run", {"spec": spec.to_dict()}):
+        sim_id, result, interrupted = run_tracked(project, spec)
+    if result is not None:
+        print_summary(result, interrupted=interrupted)
+        if json_out is not None:
+            json_out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+            typer.echo(f"wrote {json_out}")
+    typer.echo(f"simulation {sim_id} in {project.project_folder()}")
+    if interrupted:
         raise KeyboardInterrupt
+    failure_of(project, sim_id)
 
 
-def run_with_progress(spec: Any) -> Any:
+def run_tracked(project: Any, spec: Any) -> tuple[str, dict[str, Any] | None, bool]:
+    """Runs `spec` as a "dbgym-run" simulation of `project` in a child process, with a
+    progress bar fed from the project's rows; Ctrl-C cancels it. Returns (sim_id, the
+    recorded result or None, whether it was interrupted)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dbgym.runner.run import RunResult, StepRecord, run
+    from dbgym.project.tracker import SimulationTracker
+    from dbgym.runner.simulation import start_config
 
     progress = Progress(
         TextColumn("[bold]dbgym run"),
@@ -155,25 +185,59 @@ def run_with_progress(spec: Any) -> Any:
         transient=False,
     )
     task = progress.add_task("run", total=spec.steps, status="starting the server")
+    interrupted = False
+    with SimulationTracker(project, max_concurrent=1) as tracker:
+        sim_id = tracker.start_sim(start_config(spec))
+        try:
+            with progress:
+                last_status = 0
+                while not tracker.wait(sim_id, timeout=0.25):
+                    row = project.records.get(sim_id)
+                    statuses = project.records.statuses(sim_id, after=last_status)
+                    if statuses:
+                        last_status = statuses[-1].id
+                        progress.update(task, status=statuses[-1].details[:60])
+                    progress.update(task, completed=row.progress_done or 0)
+                row = project.records.get(sim_id)
+                progress.update(task, completed=row.progress_done or 0)
+        except KeyboardInterrupt:
+            interrupted = True
+            tracker.cancel(sim_id)
+            tracker.wait(sim_id, timeout=60.0)
+    row = project.records.get(sim_id)
+    interrupted = interrupted or bool(row.cancelled)
+    return sim_id, row.result, interrupted
 
-    def on_step(record: StepRecord, result: RunResult) -> None:
-        best = "-" if math.isinf(result.best_reward) else f"{result.best_reward:+.3f}"
-        status = f"reward {record.reward:+.3f}  best {best}"
-        if record.error:
-            status += "  (config failed)"
-        progress.update(task, advance=1, status=status)
 
-    with progress:
-        return run(spec, on_step=on_step)
+def failure_of(project: Any, sim_id: str) -> None:
+    """Raises the error a failed simulation ended with (its class when dbgym knows it, so the
+    exit code says caller mistake or server fault); returns for a successful one."""
+    import dbgym.errors as errors
+
+    row = project.records.get(sim_id)
+    if not row.failed:
+        return
+    last = next((s for s in reversed(project.records.statuses(sim_id)) if s.code == 1), None)
+    details = last.details if last is not None else "no status recorded"
+    name = details.split(":", 1)[0].strip()
+    cls = getattr(errors, name, None)
+    message = f"simulation {sim_id} failed: {details}"
+    if isinstance(cls, type) and issubclass(cls, errors.DbgymError):
+        try:
+            raise cls(message)
+        except TypeError:
+            pass
+    raise errors.DbgymError(message)
 
 
-def print_summary(result: Any) -> None:
+def print_summary(result: dict[str, Any], *, interrupted: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = Console()
-    unit = result.unit
-    table = Table(title="dbgym run" + (" (interrupted)" if result.interrupted else ""))
+    unit = result["unit"]
+    interrupted = interrupted or bool(result.get("interrupted"))
+    table = Table(title="dbgym run" + (" (interrupted)" if interrupted else ""))
     table.add_column("")
     table.add_column("value", overflow="fold")
 
@@ -182,14 +246,13 @@ def print_summary(result: Any) -> None:
             return "-"
         return f"{v:.4g} s" if unit == "s" else f"{v:.6g}"
 
-    table.add_row(
-        "steps", f"{len(result.steps)} ({sum(1 for s in result.steps if s.error)} failed)"
-    )
-    table.add_row("baseline", fmt(result.baseline))
-    table.add_row("best", fmt(result.best_value))
-    imp = result.improvement
+    steps = result["steps"]
+    table.add_row("steps", f"{len(steps)} ({sum(1 for s in steps if s['error'])} failed)")
+    table.add_row("baseline", fmt(result["baseline"]))
+    table.add_row("best", fmt(result["best_value"]))
+    imp = result["improvement"]
     table.add_row("improvement", "-" if imp is None else f"{imp:+.1%}")
-    cfg = result.best_config or {}
+    cfg = result["best_config"] or {}
     knobs = cfg.get("knobs")
     if knobs is not None:
         shown = knobs if isinstance(knobs, str) else ", ".join(f"{k}={v}" for k, v in knobs.items())
@@ -200,5 +263,5 @@ def print_summary(result: Any) -> None:
         table.add_row(
             "hints", "\n".join(f"{t[:50]}: {h}" for t, h in cfg["hints"].items()) or "none"
         )
-    table.add_row("time", f"{result.seconds:.1f} s")
+    table.add_row("time", f"{result['seconds']:.1f} s")
     console.print(table)
