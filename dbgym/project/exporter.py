@@ -25,6 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from dbgym.errors import InvalidArgumentError
+from dbgym.project.api_calls import api_call
 from dbgym.project.registry import (
     BUILTIN_SIMULATIONS,
     Creator,
@@ -103,6 +104,7 @@ class SimulationExporter:
         return _export(project)
 
 
+@api_call("exporter.export_sims")
 def _export(project: ProjectManager) -> list[str]:
     with SimulationExporter._lock:
         pending = dict(SimulationExporter._pending)

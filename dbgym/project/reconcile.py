@@ -29,12 +29,19 @@ from typing import TYPE_CHECKING
 
 from dbgym.dbms import instance_registry, procs
 from dbgym.dbms.backend import backend_class
+from dbgym.project.api_calls import api_call
 
 if TYPE_CHECKING:
     from dbgym.project.manager import ProjectManager
     from dbgym.project.records import SimulationRow
 
-__all__ = ["ReconcileReport", "clean_instances", "clean_process_group", "reconcile"]
+__all__ = [
+    "ReconcileReport",
+    "clean_instances",
+    "clean_process_group",
+    "reconcile",
+    "reconcile_quietly",
+]
 
 #: Seconds without a heartbeat after which a simulation on another host (or a queued one)
 #: counts as gone.
@@ -157,11 +164,19 @@ def clean_after(pid: int, pid_start_time: int | None) -> list[str]:
     return cleaned
 
 
+@api_call("project.reconcile")
 def reconcile(
     project: ProjectManager, *, grace: float = DEFAULT_GRACE, exclude: Collection[str] = ()
 ) -> ReconcileReport:
     """Mark the project's gone simulations force_stopped + failed and clean what they left
     (see the module docstring); `exclude`: ids a caller watches itself."""
+    return reconcile_quietly(project, grace=grace, exclude=exclude)
+
+
+def reconcile_quietly(
+    project: ProjectManager, *, grace: float = DEFAULT_GRACE, exclude: Collection[str] = ()
+) -> ReconcileReport:
+    """`reconcile` without an api_calls row (a tracker's monitor runs it every heartbeat)."""
     report = ReconcileReport()
     host = socket.gethostname()
     now = datetime.now(timezone.utc)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from dbgym.dbms import procs
 from dbgym.errors import DbgymError, InvalidArgumentError
+from dbgym.project.api_calls import api_call
 from dbgym.project.registry import BUILTIN_SIMULATIONS, SimulationRegistry, loading_script
 from dbgym.project.simulation import SimulationStartConfig
 
@@ -210,6 +211,7 @@ class SimulationTracker:
             cfg = cfg.merged(name=name, kwargs=kwargs)
         return cfg
 
+    @api_call("tracker.start_sim")
     def start_sim(
         self,
         key_or_config: str | SimulationStartConfig,
@@ -333,7 +335,7 @@ class SimulationTracker:
     def _beat(self) -> None:
         """Heartbeat the simulations this tracker queued until their child takes over, and
         reconcile the simulations of other processes."""
-        from dbgym.project.reconcile import reconcile
+        from dbgym.project.reconcile import reconcile_quietly
 
         records = self.project.records
         with self._cond:
@@ -346,7 +348,7 @@ class SimulationTracker:
                     self._unstarted.discard(sim_id)
                 continue
             records.heartbeat(sim_id)
-        reconcile(self.project, grace=self.grace, exclude=mine)
+        reconcile_quietly(self.project, grace=self.grace, exclude=mine)
 
     def _check_child(self, child: _Child) -> None:
         now = time.monotonic()
@@ -431,6 +433,7 @@ class SimulationTracker:
             self._dispatch()
 
     # -- cancel -----------------------------------------------------------------------
+    @api_call("tracker.cancel")
     def cancel(self, sim_id: str, *, timeout: float | None = None) -> bool:
         """Stop `sim_id` (a queued or running simulation, this tracker's or another process's
         on this host): cancelled + failed + STOPPED. Returns once its process is gone (at
@@ -536,6 +539,7 @@ class SimulationTracker:
         return records.get(sim_id).cancelled
 
     # -- waiting ----------------------------------------------------------------------
+    @api_call("tracker.wait")
     def wait(self, sim_id: str | None = None, timeout: float | None = None) -> bool:
         """Wait until `sim_id` (None: every simulation of this tracker) has ended and its
         process is gone; True if so within `timeout` s (None: no limit)."""
@@ -559,6 +563,7 @@ class SimulationTracker:
 
         return any(records.get(sim_id).is_done for _ in attempts(timeout, first=0.01, cap=0.25))
 
+    @api_call("tracker.join")
     def join(self, timeout: float | None = None) -> bool:
         """Wait for every simulation of this tracker (`wait(None, timeout)`)."""
         return self.wait(None, timeout)
