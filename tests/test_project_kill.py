@@ -49,6 +49,7 @@ class Parent:
     """A tracker in a process of its own (killed by the test)."""
 
     def __init__(self, project: ProjectManager, *specs: str) -> None:
+        self.project = project
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -247,3 +248,17 @@ def test_a_loop_of_20_kills_leaves_nothing_behind(project: ProjectManager) -> No
         assert "SIGKILL" in details
     assert [e for _, e in instance_registry.read_entries()] == []
     assert project.records.unfinished() == []
+
+
+def test_a_starter_that_exits_without_closing_cancels_its_tied_simulations(
+    project: ProjectManager,
+) -> None:
+    parent = Parent(project, "--exit", "t-sleeper")
+    (sim_id,) = parent.sims
+    assert parent.proc.wait(timeout=60) == 0  # its atexit closed the tracker
+    parent.kill()
+    row = project.records.get(sim_id)
+    assert (row.is_done, row.cancelled, row.failed, row.force_stopped) == (True, True, True, False)
+    assert terminal(project, sim_id)[:2] == (StatusCode.FAIL, StatusSubcode.STOPPED)
+    assert (project.sim_folder(sim_id) / "teardown.txt").exists()
+    assert row.pid is not None and not procs.is_alive(row.pid, row.pid_start_time)

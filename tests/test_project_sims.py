@@ -408,6 +408,7 @@ def test_16_processes_x_1000_status_rows_with_readers(
     try:
         with SimulationTracker(project, max_concurrent=16) as tracker:
             ids = [tracker.start_sim("t-poster", kwargs={"posts": 1000}) for _ in range(16)]
+            assert len(tracker.running()) == 16  # all at once
             assert tracker.join(timeout=300)
         took = time.monotonic() - start
     finally:

@@ -95,9 +95,10 @@ class _Control:
                 continue
             self.cancel_event.set()
             callback = self.on_signal
-            if callback is not None:
-                with contextlib.suppress(Exception):
-                    callback(names[0])
+            if callback is None:  # start-up: the main thread sees the flag and stops
+                continue
+            with contextlib.suppress(Exception):
+                callback(names[0])
             return
 
 

@@ -29,12 +29,14 @@ with SimulationTracker(ProjectManager(), max_concurrent=4) as tracker:
 - `tie_to_parent` (default True): a child notices this process's death (its parent pid
   changes, checked each heartbeat) and stops itself (force_stopped, naming this pid).
   `tie_to_parent=False` (`dbgym sims start --detach`) lets the child outlive its starter.
-- `close()` (and leaving the with-block) cancels what is queued or running and tied to this
-  tracker; `join()` first to let simulations finish.
+- `close()` (and leaving the with-block, and the interpreter's exit for a tracker left
+  open) cancels what is queued or running and tied to this tracker; `join()` first to let
+  simulations finish.
 """
 
 from __future__ import annotations
 
+import atexit
 import collections
 import contextlib
 import os
@@ -44,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,6 +66,27 @@ __all__ = ["SimulationTracker"]
 
 #: Lines of a child's log quoted when it exits without recording its end.
 LOG_TAIL_LINES = 40
+
+_open_trackers: weakref.WeakSet[SimulationTracker] = weakref.WeakSet()
+_atexit_lock = threading.Lock()
+_atexit_registered = False
+
+
+def _close_open_trackers() -> None:
+    """At interpreter exit: close the trackers left open (their tied children end
+    cancelled, not force stopped by their parent's death)."""
+    for tracker in list(_open_trackers):
+        with contextlib.suppress(Exception):
+            tracker.close()
+
+
+def _register(tracker: SimulationTracker) -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        _open_trackers.add(tracker)
+        if not _atexit_registered:
+            atexit.register(_close_open_trackers)
+            _atexit_registered = True
 
 
 @dataclass
@@ -127,7 +151,7 @@ class SimulationTracker:
         teardown_timeout: float = 30.0,
         poll_interval: float = 0.05,
     ) -> None:
-        limit = os.cpu_count() or 1 if max_concurrent is None else max_concurrent
+        limit = (os.cpu_count() or 1) if max_concurrent is None else max_concurrent
         if limit < 1:
             raise InvalidArgumentError(f"max_concurrent must be at least 1, got {limit}")
         for name, value in (
@@ -162,6 +186,7 @@ class SimulationTracker:
         self._monitor = threading.Thread(target=self._monitor_loop, name="dbgym-sim-monitor")
         self._monitor.daemon = True
         self._monitor.start()
+        _register(self)
 
     # -- context manager --------------------------------------------------------------
     def __enter__(self) -> SimulationTracker:
@@ -608,6 +633,7 @@ class SimulationTracker:
         with self._cond:
             self._cond.notify_all()
         self._monitor.join(timeout=10.0)
+        _open_trackers.discard(self)
 
     def _wait_started(self, child: _Child) -> None:
         from dbgym.retry import poll_until
