@@ -128,3 +128,17 @@ def make_quick(config: object) -> Simulation:
 
     assert isinstance(config, SimulationStartConfig)
     return Quick(config)
+
+
+class PgStubborn(PgSleep):
+    """PgSleep that swallows its cancellation (only a kill stops it; its server is then
+    cleaned through the instance registry)."""
+
+    def run(self, ctx: SimulationContext) -> None:
+        ctx.post("stubborn in PostgreSQL")
+        while True:
+            try:
+                with self.inst.connect() as conn:
+                    conn.execute("SELECT pg_sleep(60)")
+            except BaseException:
+                continue

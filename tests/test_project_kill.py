@@ -262,3 +262,35 @@ def test_a_starter_that_exits_without_closing_cancels_its_tied_simulations(
     assert terminal(project, sim_id)[:2] == (StatusCode.FAIL, StatusSubcode.STOPPED)
     assert (project.sim_folder(sim_id) / "teardown.txt").exists()
     assert row.pid is not None and not procs.is_alive(row.pid, row.pid_start_time)
+
+
+def test_cancel_from_another_process_running_and_queued(project: ProjectManager) -> None:
+    # a live tracker process runs two sleepers (its two slots) and queues a third; a
+    # tracker here (as `dbgym sims cancel` does) cancels one running and the queued one
+    slots = os.cpu_count() or 1
+    parent = Parent(project, *["t-sleeper"] * (slots + 1))
+    try:
+        running, queued = parent.sims[0], parent.sims[-1]
+        wait_until(lambda: project.records.get(running).pid is not None, 60.0, "its start")
+        wait_until(lambda: len(project.records.statuses(running)) >= 2, 30.0, "it to sleep")
+        row = project.records.get(running)
+        assert row.pid is not None
+        with SimulationTracker(project) as other:
+            start = time.monotonic()
+            assert other.cancel(running)
+            took = time.monotonic() - start
+            assert other.cancel(queued)
+        print(f"cancel from another process: process gone after {took:.2f} s")
+        row = project.records.get(running)
+        assert (row.cancelled, row.failed, row.force_stopped) == (True, True, False)
+        assert terminal(project, running)[:2] == (StatusCode.FAIL, StatusSubcode.STOPPED)
+        assert (project.sim_folder(running) / "teardown.txt").exists()
+        assert row.pid is not None and not procs.is_alive(row.pid, row.pid_start_time)
+        row = project.records.get(queued)
+        assert (row.cancelled, row.pid) == (True, None)
+        assert terminal(project, queued)[2] == "cancelled before it started"
+        # the starter's slot went to nobody: the cancelled queued one never starts
+        time.sleep(1.0)
+        assert project.records.get(queued).pid is None
+    finally:
+        parent.kill()

@@ -38,6 +38,7 @@ KEYS: dict[str, type[Simulation]] = {
     "t-stubborn": fx.Stubborn,
     "t-poster": fx.Poster,
     "t-pgsleep": fx.PgSleep,
+    "t-pgstubborn": fx.PgStubborn,
 }
 
 
@@ -357,6 +358,24 @@ def test_cancel_inside_postgresql_work_stops_its_server(
     assert last_status(project, sim_id)[:2] == (StatusCode.FAIL, StatusSubcode.STOPPED)
     assert (project.sim_folder(sim_id) / "teardown.txt").read_text() == "closed\n"
     assert leftovers(fields) == []
+
+
+def test_a_stubborn_simulation_s_server_is_cleaned_after_the_kill(
+    project: ProjectManager,
+) -> None:
+    from tests.instance_checks import leftovers
+
+    with SimulationTracker(project, teardown_timeout=1.0, cancel_timeout=0.5) as tracker:
+        sim_id = tracker.start_sim("t-pgstubborn")
+        wait_started(project, sim_id, "stubborn in PostgreSQL")
+        fields = json.loads((project.sim_folder(sim_id) / "server.json").read_text())
+        assert leftovers(fields)
+        assert tracker.cancel(sim_id)
+    row = row_of(project, sim_id)
+    assert (row.cancelled, row.failed) == (True, True)
+    assert not (project.sim_folder(sim_id) / "teardown.txt").exists()  # it never tore down
+    # killed after teardown_timeout: its server, files and registry entry are cleaned
+    wait_until(lambda: not leftovers(fields), 10.0, "its server and files to go")
 
 
 # -- many writers ---------------------------------------------------------------------
