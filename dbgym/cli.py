@@ -6,6 +6,7 @@ Sub-command groups live next to the code they drive and are attached here:
 - dbgym/replayer/cli.py  -> workload replay
 - dbgym/state/cli.py     -> workload state build|list|clear
 - dbgym/runner/cli.py    -> run (a model on an environment: the main job)
+- dbgym/project/cli.py   -> sims list|show|start|cancel|delete|reconcile|export
 
 Errors have one handler (`_Group.invoke`): a command raises a DbgymError (or the user
 presses Ctrl-C), and the command prints `error: <message>` to stderr and exits with the
@@ -24,6 +25,7 @@ from typer.core import TyperGroup
 from dbgym import __version__
 from dbgym.dbms.cli import register as register_dbms
 from dbgym.errors import DbgymError, exit_code
+from dbgym.project.cli import register_sims
 from dbgym.replayer.cli import register_replay
 from dbgym.runner.cli import register_run
 from dbgym.state.cli import register_state
@@ -72,6 +74,7 @@ def version() -> None:
 
 register_dbms(app)
 register_run(app)
+register_sims(app)
 _workload = register_workload(app)
 register_replay(_workload)
 register_state(_workload)
