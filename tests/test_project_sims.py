@@ -378,6 +378,29 @@ def test_a_stubborn_simulation_s_server_is_cleaned_after_the_kill(
     wait_until(lambda: not leftovers(fields), 10.0, "its server and files to go")
 
 
+def test_cancel_in_the_middle_of_database_writes(project: ProjectManager) -> None:
+    """Most of a Poster's time is inside a write transaction: the cancel waits for the
+    write to end (never leaving a transaction open) and still lands within 2 s."""
+    with SimulationTracker(project, max_concurrent=3) as tracker:
+        ids = [tracker.start_sim("t-poster", kwargs={"posts": 10**6}) for _ in range(3)]
+        wait_until(
+            lambda: all(project.records.count_statuses(s) > 50 for s in ids), 60.0, "posting"
+        )
+        for sim_id in ids:
+            t0 = datetime.now(timezone.utc)
+            start = time.monotonic()
+            assert tracker.cancel(sim_id)
+            print(f"cancel during writes: {time.monotonic() - start:.2f} s")
+            row = row_of(project, sim_id)
+            assert row.state == "cancelled" and seconds_since(row.ended, t0) < 2.0
+            assert row.pid is not None and not procs.is_alive(row.pid, row.pid_start_time)
+            log = (project.sim_folder(sim_id) / "child.log").read_text()
+            assert "Traceback" not in log, log[-3000:]
+            code, subcode, details, _ = last_status(project, sim_id)
+            assert (code, subcode) == (StatusCode.FAIL, StatusSubcode.STOPPED)
+            assert "was killed" not in details  # it stopped on its own
+
+
 # -- many writers ---------------------------------------------------------------------
 
 

@@ -76,9 +76,10 @@ class _Control:
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self.signal_name = signal.Signals(signum).name
         self.cancel_event.set()
-        if self.raising:
-            self.raising = False  # raise once; later signals only set the flag
-            raise SimulationCancelled(f"cancelled by {self.signal_name}")
+        if not self.raising:
+            return
+        self.raising = False  # raise once; later signals only set the flag
+        raise SimulationCancelled(f"cancelled by {self.signal_name}")
 
     def _watch(self) -> None:
         while True:
@@ -100,6 +101,16 @@ class _Control:
             with contextlib.suppress(Exception):
                 callback(names[0])
             return
+
+
+def _release_database(records: Records) -> None:
+    """Roll back a write transaction of this thread's connection that an exception (the
+    cancel's, raised between BEGIN and its guard or just before COMMIT) left open: an open
+    one would lock the project database for every other writer."""
+    with contextlib.suppress(Exception):
+        conn = records.conn
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
 
 def _status(code: str, subcode: str) -> tuple[Any, Any]:
@@ -265,9 +276,11 @@ def run_child(project_dir: str, sim_id: str) -> int:
         finally:
             control.raising = False
     except SimulationCancelled:
+        _release_database(records)
         outcome = "cancelled"
         _finish_cancelled(records, sim_id, f"{control.signal_name or 'SIGTERM'} to pid {pid}")
     except BaseException as exc:
+        _release_database(records)
         outcome = "failed"
         error = (f"{type(exc).__name__}: {exc}", traceback.format_exc())
     teardown_error: tuple[str, str] | None = None
