@@ -120,6 +120,8 @@ def test_a_type_in_a_separate_module_round_trips(
     assert (location.module, location.qualname) == ("usersims_h2", "Greeter")
     assert SimulationExporter.export_sims(project) == ["greeter"]
     assert SimulationExporter.pending() == {}
+    calls = project.records.api_calls("exporter.export_sims")
+    assert len(calls) == 1 and calls[0]["code"] == 0
     recorded = exported_types(project)["greeter"]
     assert recorded == {
         "module": "usersims_h2",

@@ -401,6 +401,32 @@ def test_cancel_in_the_middle_of_database_writes(project: ProjectManager) -> Non
             assert "was killed" not in details  # it stopped on its own
 
 
+def test_api_calls_rows_for_the_entry_points(project: ProjectManager) -> None:
+    from dbgym.project.reconcile import reconcile
+
+    with SimulationTracker(project) as tracker:
+        done = tracker.start_sim("t-quick", kwargs={"posts": 1, "seconds": 0.5})
+        polls = 0
+        while not tracker.wait(done, timeout=0.05):  # a polling loop: one row
+            polls += 1
+        sleeper = tracker.start_sim("t-sleeper")
+        wait_started(project, sleeper)
+        tracker.cancel(sleeper)
+        with pytest.raises(InvalidArgumentError):
+            tracker.start_sim("t-nope")
+        assert tracker.join(timeout=30)
+    reconcile(project)
+    calls = project.records.api_calls()
+    names = [c["name"] for c in calls]
+    assert polls > 0 and names.count("tracker.wait") == 1
+    assert names.count("tracker.start_sim") == 3 and names.count("tracker.join") == 1
+    assert "tracker.cancel" in names and "project.reconcile" in names
+    failed = [c for c in calls if c["name"] == "tracker.start_sim" and c["code"] != 0]
+    assert len(failed) == 1 and "unknown simulation key" in failed[0]["details"]["outcome"]
+    wait_row = next(c for c in calls if c["name"] == "tracker.wait")
+    assert wait_row["details"]["arguments"] == {"sim_id": done, "timeout": 0.05}
+
+
 # -- many writers ---------------------------------------------------------------------
 
 

@@ -564,10 +564,47 @@ class SimulationTracker:
         return records.get(sim_id).cancelled
 
     # -- waiting ----------------------------------------------------------------------
-    @api_call("tracker.wait")
     def wait(self, sim_id: str | None = None, timeout: float | None = None) -> bool:
         """Wait until `sim_id` (None: every simulation of this tracker) has ended and its
-        process is gone; True if so within `timeout` s (None: no limit)."""
+        process is gone; True if so within `timeout` s (None: no limit).
+
+        Recorded in api_calls as "tracker.wait" when it returns True or raises: a polling
+        loop (`while not tracker.wait(sim_id, timeout=0.25): ...`) writes one row, not one
+        per poll."""
+        return self._recorded_wait("tracker.wait", sim_id, timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for every simulation of this tracker (`wait(None, timeout)`; recorded as
+        "tracker.join" the same way)."""
+        return self._recorded_wait("tracker.join", None, timeout)
+
+    def _recorded_wait(self, name: str, sim_id: str | None, timeout: float | None) -> bool:
+        from dbgym.project.api_calls import ERROR, INTERRUPTED, OK, scrub
+
+        t0 = time.perf_counter()
+        code, outcome, done = OK, "ok", False
+        try:
+            done = self._wait(sim_id, timeout)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            code, outcome = INTERRUPTED, f"interrupted ({type(exc).__name__})"
+            raise
+        except BaseException as exc:
+            code, outcome = ERROR, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if code != OK or done:
+                details = {
+                    "duration_s": round(time.perf_counter() - t0, 6),
+                    "outcome": outcome,
+                    "arguments": scrub({"sim_id": sim_id, "timeout": timeout}),
+                }
+                try:
+                    self.project.records.add_api_call(name, code, details)
+                except Exception as exc:  # never hide the call's own outcome
+                    print(f"dbgym: could not record the API call {name}: {exc}", file=sys.stderr)
+        return done
+
+    def _wait(self, sim_id: str | None, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         if sim_id is None:
             with self._cond:
@@ -587,11 +624,6 @@ class SimulationTracker:
         from dbgym.retry import attempts
 
         return any(records.get(sim_id).is_done for _ in attempts(timeout, first=0.01, cap=0.25))
-
-    @api_call("tracker.join")
-    def join(self, timeout: float | None = None) -> bool:
-        """Wait for every simulation of this tracker (`wait(None, timeout)`)."""
-        return self.wait(None, timeout)
 
     def running(self) -> list[str]:
         """Ids of this tracker's simulations whose child runs."""
