@@ -147,6 +147,15 @@ def read_version(path: Path) -> int:
     return retry(read, what=f"the project database {path}")
 
 
+def _journal_mode(path: Path) -> str:
+    conn = connect(path)
+    try:
+        row = retry(lambda: conn.execute("PRAGMA journal_mode").fetchone())
+        return str(row[0]).lower()
+    finally:
+        conn.close()
+
+
 def _refuse_newer(path: Path, version: int, known: int) -> None:
     if version > known:
         raise ProjectVersionError(
@@ -177,14 +186,18 @@ def migrate(path: Path, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> int
     known = len(migrations)
     version = read_version(path)
     _refuse_newer(path, version, known)
-    if version == known:
+    if version == known and _journal_mode(path) == "wal":
         return version
     with migration_lock(path.parent):
         version = read_version(path)  # another process may have migrated meanwhile
         _refuse_newer(path, version, known)
-        if version == known:
-            return version
         conn = connect(path)
+        if version == known:
+            try:  # a copied or restored database may come in another journal mode
+                retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            finally:
+                conn.close()
+            return version
         try:
             retry(lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone())
             for target in range(version + 1, known + 1):
