@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +296,38 @@ def test_cancel_from_another_process_running_and_queued(project: ProjectManager)
         assert project.records.get(queued).pid is None
     finally:
         parent.kill()
+
+
+def test_reconcile_other_hosts_by_heartbeat_and_reused_pids(project: ProjectManager) -> None:
+    records = project.records
+
+    def started(host: str, pid: int, start_time: int | None, beat_age: float) -> str:
+        sim_id = records.create_simulation(
+            name="n", sim_key="t-sleeper", config=None, start_kwargs=None,
+            sim_type_name="Sleeper", sim_module_name="tests.project_sims_fixture",
+        )  # fmt: skip
+        records.mark_started(sim_id, pid=pid, pid_start_time=start_time, host=host)
+        then = datetime.now(timezone.utc) - timedelta(seconds=beat_age)
+        records.conn.execute(
+            "UPDATE simulations SET heartbeat = ? WHERE sim_id = ?", (then.isoformat(), sim_id)
+        )
+        return sim_id
+
+    me, my_start = procs.identity()
+    here = socket.gethostname()
+    lost = started("some-other-host", 4242, 1, beat_age=30.0)
+    fresh = started("some-other-host", 4242, 1, beat_age=0.5)
+    assert my_start is not None
+    reused = started(here, me, my_start + 1, beat_age=0.5)  # this pid, another process
+    alive = started(here, me, my_start, beat_age=30.0)  # alive: its heartbeat age is moot
+    report = reconcile(project, grace=5.0)
+    assert set(report.stopped) == {lost, reused}
+    assert "some-other-host sent no heartbeat for 30" in report.stopped[lost]
+    assert (
+        f"pid {me} on host {here} is gone (pid {me} now runs another process)"
+        in (report.stopped[reused])
+    )
+    for sim_id in (lost, reused):
+        row = records.get(sim_id)
+        assert (row.force_stopped, row.failed, row.cancelled) == (True, True, False)
+    assert not records.get(fresh).is_done and not records.get(alive).is_done
