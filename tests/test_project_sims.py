@@ -295,6 +295,25 @@ def test_first_terminal_writer_wins(project: ProjectManager, tracker: Simulation
     assert [s.details for s in project.records.statuses(sim_id)].count("late") == 0
 
 
+def test_cancel_at_any_moment_of_the_child_s_start_up(
+    project: ProjectManager, tracker: SimulationTracker
+) -> None:
+    # before its signal handler exists, while it opens the project, right after it marked
+    # itself started, in setup: every moment ends cancelled, and quickly
+    for delay in (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9):
+        sim_id = tracker.start_sim("t-sleeper")
+        time.sleep(delay)
+        start = time.monotonic()
+        assert tracker.cancel(sim_id)
+        took = time.monotonic() - start
+        row = row_of(project, sim_id)
+        assert row.state == "cancelled", (delay, project.records.statuses(sim_id))
+        assert last_status(project, sim_id)[:2] == (StatusCode.FAIL, StatusSubcode.STOPPED)
+        assert took < 3.0, (delay, took)
+        if row.pid is not None:
+            assert not procs.is_alive(row.pid, row.pid_start_time)
+
+
 def test_a_stubborn_simulation_is_killed_still_cancelled(project: ProjectManager) -> None:
     with SimulationTracker(project, teardown_timeout=1.0, cancel_timeout=0.5) as tracker:
         sim_id = tracker.start_sim("t-stubborn")

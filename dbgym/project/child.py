@@ -266,6 +266,8 @@ def run_child(project_dir: str, sim_id: str) -> int:
     control.raising = True
     try:
         try:
+            if control.cancel_event.is_set():  # a signal between start-up and here
+                raise SimulationCancelled(f"cancelled by {control.signal_name or 'SIGTERM'}")
             ctx.record_environment({})
             config = SimulationStartConfig.from_dict(row.config or {})
             if not SimulationRegistry.has(row.sim_key):
