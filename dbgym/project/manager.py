@@ -53,9 +53,15 @@ class ProjectManager:
         migrate(self.db_path())
         self._records = Records(self.db_path(), self.sims_folder())
         if reconcile:
-            from dbgym.project.reconcile import reconcile as reconcile_project
+            from dbgym.project.reconcile import reconcile_quietly
 
-            reconcile_project(self)
+            report = reconcile_quietly(self)
+            if report:  # an api_calls row only when opening found something to reconcile
+                self._records.add_api_call(
+                    "project.open.reconcile",
+                    1 if report.errors else 0,
+                    {"stopped": report.stopped, "cleaned": report.cleaned, "errors": report.errors},
+                )
 
     def __repr__(self) -> str:
         return f"ProjectManager({str(self._folder)!r})"
