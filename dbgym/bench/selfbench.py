@@ -278,7 +278,8 @@ def _bar(g: dict[str, Any]) -> str:
         return "(reported)"
     sign = ">=" if g.get("higher_is_better", True) else "<="
     unit = "x" if g.get("on") == "ratio" else g.get("unit", "")
-    value = f"{g['bar']:g}"
+    bar = float(g["bar"])
+    value = str(int(bar)) if bar.is_integer() else _num(bar)
     return f"{sign} {value}x" if unit == "x" else f"{sign} {value} {unit}".rstrip()
 
 
@@ -367,7 +368,10 @@ def _run_pytest(command: list[str], cwd: Path, console: Console) -> tuple[int, s
                     w in line for w in (" PASSED", " FAILED", " ERROR", " SKIPPED")
                 ):
                     done += 1
-                    status.update(f"benches done: {done}; last: {line.split(' [')[0].strip()}")
+                    last = line.split(" [")[0].strip()
+                    status.update(f"benches done: {done}; last: {last}")
+                    if not console.is_terminal:  # a log: one line per bench instead
+                        console.print(Text(last))
             code = proc.wait()
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)  # pytest stops cleanly (fixtures close servers)
