@@ -182,6 +182,12 @@ CONNECTION_LOST_SQLSTATES: tuple[str, ...] = ("08", "57P01", "57P02", "57P03")
 LOGIN_REFUSED_SQLSTATES: tuple[str, ...] = ("28", "3D000")
 
 
+class RegressionError(DbgymError):
+    """A measurement ran and found a slowdown beyond its bar: `dbgym bench --fail-if-slower`
+    (a configuration significantly slower than the first by more than the threshold) or a
+    failed bench of `dbgym bench --self`. Not "could not run": its exit code is 4."""
+
+
 # --- the CLI's one exit-code table -----------------------------------------------------
 
 #: Exit codes of the `dbgym` command, most specific class first (see `exit_code`).
@@ -189,6 +195,7 @@ EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
     (KeyboardInterrupt, 130),
     (InvalidArgumentError, 2),
     (InstanceError, 3),
+    (RegressionError, 4),
     (DbgymError, 1),
 )
 
