@@ -7,9 +7,6 @@ import hashlib
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from dbgym.project.db import migrate, read_version
 from dbgym.project.manager import ProjectManager, resolve_project_dir
 from dbgym.project.records import StatusCode, StatusSubcode
 from dbgym.project.schema import GYMDASH_COLUMNS, MIGRATIONS, SCHEMA_VERSION
+from tests import project_db_procs as procs
 
 FIXTURES = Path(__file__).parent / "fixtures" / "project"
 #: Every released schema has a fixture database (version -> file).
@@ -188,33 +186,32 @@ def test_a_file_that_is_not_a_project_database_is_refused(tmp_path: Path) -> Non
         ProjectManager(tmp_path)
 
 
-_OPEN = """
-import sys, time
-from dbgym.project.manager import ProjectManager
-while time.time() < float(sys.argv[2]):
-    time.sleep(0.001)
-pm = ProjectManager(sys.argv[1])
-pm.records.add_api_call("opener", 0, {"pid": __import__("os").getpid()})
-print(len(pm.records.list()))
-"""
-
-
 def test_32_processes_open_a_fresh_project_at_once(tmp_path: Path) -> None:
     folder = tmp_path / "fresh"
-    start_at = time.time() + 4.0  # all interpreters up, then they open together
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _OPEN, str(folder), str(start_at)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(32)
+    ctx = procs.forkserver()
+    barrier, results = ctx.Barrier(32), ctx.Queue()
+    logs = [tmp_path / f"opener-{i}.log" for i in range(32)]
+    openers = [
+        ctx.Process(target=procs.opener, args=(str(folder), str(logs[i]), barrier, results))
+        for i in range(32)
     ]
-    results = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, results, strict=True):
-        assert p.returncode == 0, err
-        assert "locked" not in err and out.strip() == "0"
+    for p in openers:
+        p.start()
+    found: list[tuple[float, int]] = []
+    try:
+        while len(found) < 32:
+            tag, status, value = results.get(timeout=120)
+            assert status == "ok", f"opener {tag}: {value}"
+            found.append(value)
+    finally:
+        for p in openers:
+            p.join(timeout=30)
+    assert [p.exitcode for p in openers] == [0] * 32
+    for log in logs:
+        assert log.read_text() == "", log.read_text()  # nothing printed, no "locked"
+    assert [n for _, n in found] == [0] * 32
+    slowest = max(t for t, _ in found)
+    print(f"32 processes opening a fresh project at once: slowest open {slowest:.2f} s")
     pm = ProjectManager(folder)
     assert len(pm.records.api_calls("opener")) == 32
     assert read_version(pm.db_path()) == SCHEMA_VERSION

@@ -13,6 +13,11 @@ with recorded(project, "cli.sims.list", {"state": state}):
 class SimulationTracker:
     @api_call("tracker.start_sim")          # the object has a `.project`
     def start_sim(self, ...): ...
+
+# a command that records only when a project is named (--project-dir or $DBGYM_PROJECT_DIR)
+project = open_if_named(project_dir)                 # dbgym.project.manager; None if not
+with recorded(project, "cli.bench", {"config": str(path)}):
+    ...
 ```
 
 Recording never hides the call's own outcome: a failure to write the row (a broken
@@ -63,10 +68,15 @@ def scrub(value: Any, key: str = "") -> Any:
 
 @contextlib.contextmanager
 def recorded(
-    project: ProjectManager, name: str, arguments: Mapping[str, Any] | None = None
+    project: ProjectManager | None, name: str, arguments: Mapping[str, Any] | None = None
 ) -> Iterator[dict[str, Any]]:
     """Record the block as the call `name` with `arguments` (see the module docstring). The
-    yielded dict is added to `details` (e.g. the id a call created)."""
+    yielded dict is added to `details` (e.g. the id a call created). `project` None: the
+    block runs unrecorded (a command that uses a project only when one is named, see
+    `dbgym.project.manager.open_if_named`)."""
+    if project is None:
+        yield {}
+        return
     extra: dict[str, Any] = {}
     t0 = time.perf_counter()
     code, outcome = OK, "ok"

@@ -94,15 +94,17 @@ def connect(path: str | os.PathLike[str], *, timeout: float = BUSY_TIMEOUT) -> s
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """One write transaction (`BEGIN IMMEDIATE` ... COMMIT, rolled back on any error)."""
+    """One write transaction (`BEGIN IMMEDIATE` ... COMMIT, rolled back on any error,
+    a failed COMMIT included, so the connection is never left inside a transaction)."""
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+        conn.execute("COMMIT")
     except BaseException:
-        with contextlib.suppress(sqlite3.Error):
-            conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
 
 
 def write(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:

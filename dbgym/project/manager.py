@@ -38,6 +38,14 @@ def resolve_project_dir(project_dir: str | os.PathLike[str] | None = None) -> Pa
     return Path(chosen if chosen is not None else DEFAULT_PROJECT_DIR).expanduser().absolute()
 
 
+def open_if_named(project_dir: str | os.PathLike[str] | None = None) -> ProjectManager | None:
+    """The project of `project_dir` or $DBGYM_PROJECT_DIR, or None when neither names one
+    (for commands such as `dbgym bench` that use a project only when asked to)."""
+    if project_dir is None and not os.environ.get(ENV_VAR):
+        return None
+    return ProjectManager(project_dir)
+
+
 class ProjectManager:
     """A project folder and its database (see the module docstring)."""
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import builtins
 import json
+import os
 import shutil
 import sqlite3
 import threading
@@ -172,6 +173,7 @@ class Records:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"Records({str(self.db_path)!r})"
@@ -179,7 +181,11 @@ class Records:
     # -- connections ---------------------------------------------------------------------
     @property
     def conn(self) -> sqlite3.Connection:
-        """This thread's connection."""
+        """This thread's connection (a forked child opens its own: an SQLite connection
+        must not cross a fork; the inherited ones are left alone, not closed)."""
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()  # the parent's may have been held at the fork
+            self._pid, self._all, self._local = os.getpid(), [], threading.local()
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self.db_path)
