@@ -82,6 +82,9 @@ def test_sims_commands_end_to_end(tmp_path: Path) -> None:
     assert copied.sim_id == quick.sim_id and copied.result == quick.result
     assert len(copy.records.statuses(quick.sim_id)) == len(pm.records.statuses(quick.sim_id))
     assert (copy.sim_folder(quick.sim_id) / "child.log").exists()
+    assert [t["key"] for t in copy.records.sim_types()] == ["cli-quick"]  # its type, only
+    again = _sims(out, "start", "cli-quick", "--kwargs", '{"posts": 2}')
+    assert again.returncode == 0 and "done" in again.stdout, again.stderr
 
     # delete: rows and folder go
     deleted = _sims(folder, "delete", sleeper_id)

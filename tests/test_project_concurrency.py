@@ -6,6 +6,7 @@ at once. Real SQLite files, real processes; nothing may print "locked"."""
 from __future__ import annotations
 
 import json
+import os
 import queue
 import shutil
 import sqlite3
@@ -243,3 +244,31 @@ def test_8_processes_migrating_at_once_apply_each_migration_once(tmp_path: Path)
     with sqlite3.connect(db) as c:
         assert [r[0] for r in c.execute("SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
         assert "tag" in [r[1] for r in c.execute("PRAGMA table_info(simulations)")]
+
+
+def test_a_forked_child_writes_through_its_own_connection(tmp_path: Path) -> None:
+    pm = ProjectManager(tmp_path)
+    sid = pm.records.create_simulation(
+        name="forked", sim_key="k", config=None, start_kwargs=None, sim_type_name="T",
+        sim_module_name="m",
+    )  # fmt: skip
+    parent_conn = pm.records.conn
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's connection must not be used here
+        code = 1
+        try:
+            if pm.records.conn is not parent_conn:
+                for i in range(200):
+                    pm.records.add_status(sid, StatusCode.INFO, details=f"child {i}")
+                code = 0
+        finally:
+            os._exit(code)
+    for i in range(200):
+        pm.records.add_status(sid, StatusCode.INFO, details=f"parent {i}")
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert pm.records.conn is parent_conn
+    details = [s.details for s in pm.records.statuses(sid)]
+    assert sorted(details) == sorted(
+        [f"child {i}" for i in range(200)] + [f"parent {i}" for i in range(200)]
+    )

@@ -11,9 +11,9 @@
 Every command takes `--project-dir` (default $DBGYM_PROJECT_DIR, else ./.dbgym-projects)
 and is recorded in the project's `api_calls` table. `start` waits for the simulation with a
 progress bar (Ctrl-C cancels it) unless `--detach`, which leaves it running on its own.
-`export` writes a self-contained copy of one simulation: `simulations.db` (a project
-database holding its rows: simulation, status history, file index) and its `sims/<id>/`
-folder, so `ProjectManager(DIR)` opens it like any project.
+`export` writes a self-contained copy of one simulation: `db/simulations.db` (a project
+database holding its rows: simulation, status history, file index, and its key's exported
+type) and its `sims/<id>/` folder, so `ProjectManager(DIR)` opens it like any project.
 """
 
 from __future__ import annotations
@@ -338,6 +338,7 @@ def export_cmd(
 def export_simulation(project: Any, sim_id: str, out: Path) -> str:
     """Copy `sim_id`'s rows (simulation, statuses, files index) into a new project at `out`
     and its folder into out/sims/<id>/. Returns the full id."""
+    from dbgym.project.db import retry, write
     from dbgym.project.manager import ProjectManager
 
     row = project.records.get(sim_id)
@@ -345,21 +346,26 @@ def export_simulation(project: Any, sim_id: str, out: Path) -> str:
         raise InvalidArgumentError(f"--out {out}: the directory exists and is not empty")
     target = ProjectManager(out, reconcile=False)
     src = sqlite3.connect(f"file:{project.db_path()}?mode=ro", uri=True, timeout=30.0)
+
+    def read(sql: str, key: str) -> tuple[list[str], list[Any]]:
+        def once() -> tuple[list[str], list[Any]]:
+            cur = src.execute(sql, (key,))
+            return [d[0] for d in cur.description], cur.fetchall()
+
+        return retry(once)
+
+    def copy(dst: sqlite3.Connection) -> None:
+        for table in ("simulations", "sim_status", "sim_files"):
+            cols, data = read(f"SELECT * FROM {table} WHERE sim_id = ?", row.sim_id)
+            marks = ", ".join("?" for _ in cols)
+            dst.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", data)
+        # its exported type, so the copy can start the same key again
+        cols, data = read("SELECT * FROM sim_types WHERE key = ?", row.sim_key)
+        marks = ", ".join("?" for _ in cols)
+        dst.executemany(f"INSERT INTO sim_types ({', '.join(cols)}) VALUES ({marks})", data)
+
     try:
-        dst = target.records.conn
-        dst.execute("BEGIN IMMEDIATE")
-        try:
-            for table in ("simulations", "sim_status", "sim_files"):
-                rows = src.execute(f"SELECT * FROM {table} WHERE sim_id = ?", (row.sim_id,))
-                cols = [d[0] for d in rows.description]
-                marks = ", ".join("?" for _ in cols)
-                dst.executemany(
-                    f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows.fetchall()
-                )
-            dst.execute("COMMIT")
-        except BaseException:
-            dst.execute("ROLLBACK")
-            raise
+        write(target.records.conn, copy)  # one transaction, retried while locked
     finally:
         src.close()
     folder = project.sim_folder(row.sim_id)
