@@ -11,10 +11,11 @@ that failed before recording anything gets one row carrying its assertion).
 Also a script: `python -m dbgym.bench.selfbench [-k EXPR] [--json OUT]`.
 
 Exit code (`run_self`): 0 when every bench passed (skipped ones, e.g. docker without an
-engine, are shown and do not fail the run), `EXIT_BENCH_FAILED` (4) when one failed or
-errored. When pytest could not run the benches at all (no benches/ next to the package,
-pytest exits with an internal or usage error, or no report was written) `SelfBenchError` is
-raised (the CLI's exit 1); a `select` that matches no bench is an InvalidArgumentError (2).
+engine, are shown and do not fail the run), `EXIT_BENCH_FAILED` (4, RegressionError's code)
+when one failed or errored. When pytest could not run the benches at all (no benches/ next
+to the package, a collection error, an internal or usage error, or no report written)
+`SelfBenchError` is raised (the CLI's exit 1); a `select` that matches no bench is an
+InvalidArgumentError (2).
 
 JSON output (`json_out`; SCHEMA_VERSION 1), one object:
 
@@ -61,10 +62,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from dbgym.errors import DbgymError, InvalidArgumentError, exit_code
+from dbgym.errors import DbgymError, InvalidArgumentError, RegressionError, exit_code
 
 SCHEMA_VERSION = 1
-EXIT_BENCH_FAILED = 4
+#: a bench failed: the exit code of RegressionError (4), as for `--fail-if-slower`
+EXIT_BENCH_FAILED = exit_code(RegressionError(""))
 #: pytest's exit codes that mean the run itself went wrong (not a bench)
 _PYTEST_INTERRUPTED, _PYTEST_INTERNAL, _PYTEST_USAGE, _PYTEST_NO_TESTS = 2, 3, 4, 5
 
