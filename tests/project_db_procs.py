@@ -75,13 +75,20 @@ def opener(folder: str, log: str, barrier: Barrier, results: Queue[Any]) -> None
 
 
 def writer(
-    folder: str, index: int, rows: int, log: str, barrier: Barrier, results: Queue[Any]
+    folder: str,
+    index: int,
+    rows: int,
+    log: str,
+    barrier: Barrier,
+    until: Event,
+    results: Queue[Any],
 ) -> None:
-    """A simulation of its own, then `rows` status rows (one transaction each, with progress
-    and heartbeat writes between), then its end. Reports (sim_id, seconds writing)."""
+    """A simulation of its own, then status rows "row 0", "row 1", ... (one transaction
+    each, with a progress and a heartbeat write every 100): at least `rows`, and on until
+    `until` is set; then its end. Reports (sim_id, rows written, seconds writing)."""
     _log_to(log)
 
-    def body() -> tuple[str, float]:
+    def body() -> tuple[str, int, float]:
         pm = ProjectManager(folder)
         r = pm.records
         sid = r.create_simulation(
@@ -94,13 +101,16 @@ def writer(
         )
         barrier.wait(timeout=120)
         t0 = time.perf_counter()
-        for i in range(rows):
+        i = 0
+        while i < rows or not until.is_set():
             r.add_status(sid, StatusCode.INFO, details=f"row {i}")
-            if i % 100 == 99:
-                r.set_progress(sid, i + 1, rows)
+            i += 1
+            if i % 100 == 0:
+                r.set_progress(sid, i, None)
                 r.heartbeat(sid)
+        r.set_progress(sid, i, i)
         assert r.finish(sid, status=(StatusCode.SUCCESS, StatusSubcode.NONE, "done", None))
-        return sid, time.perf_counter() - t0
+        return sid, i, time.perf_counter() - t0
 
     _report(results, f"writer {index}", body)
 
