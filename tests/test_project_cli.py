@@ -122,3 +122,6 @@ def test_reconcile_marks_a_dead_simulation_force_stopped(tmp_path: Path) -> None
     row = pm.records.get(sid)
     assert row.state == "force_stopped" and row.failed
     assert "nothing to reconcile" in _sims(tmp_path, "reconcile").stdout
+    first, second = pm.records.api_calls("cli.sims.reconcile")
+    assert first["code"] == 0 and first["details"]["stopped"] == [sid]
+    assert second["details"]["stopped"] == []

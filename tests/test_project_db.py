@@ -14,7 +14,7 @@ import pytest
 from dbgym.errors import InvalidArgumentError, ProjectError, ProjectVersionError
 from dbgym.project.api_calls import api_call, recorded
 from dbgym.project.db import migrate, read_version
-from dbgym.project.manager import ProjectManager, resolve_project_dir
+from dbgym.project.manager import ProjectManager, open_if_named, resolve_project_dir
 from dbgym.project.records import StatusCode, StatusSubcode
 from dbgym.project.schema import GYMDASH_COLUMNS, MIGRATIONS, SCHEMA_VERSION
 from tests import project_db_procs as procs
@@ -247,3 +247,22 @@ def test_api_calls_rows_name_outcome_duration_and_arguments_without_secrets(
     assert err["details"]["outcome"] == "InvalidArgumentError: x must be >= 0"
     (block,) = pm.records.api_calls("block")
     assert block["code"] == 2 and block["details"]["arguments"]["token"] == "***"
+
+
+def test_open_if_named_records_only_in_a_named_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DBGYM_PROJECT_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert open_if_named(None) is None
+    with recorded(None, "cli.bench", {"x": 1}) as extra:  # no project: nothing recorded
+        extra["n"] = 1
+    assert not (tmp_path / ".dbgym-projects").exists()
+    named = open_if_named(tmp_path / "named")
+    assert named is not None
+    with recorded(named, "cli.bench", {"x": 1}):
+        pass
+    assert [c["name"] for c in named.records.api_calls()] == ["cli.bench"]
+    monkeypatch.setenv("DBGYM_PROJECT_DIR", str(tmp_path / "env"))
+    from_env = open_if_named(None)
+    assert from_env is not None and from_env.project_folder() == tmp_path / "env"
