@@ -7,6 +7,7 @@ Sub-command groups live next to the code they drive and are attached here:
 - dbgym/state/cli.py     -> workload state build|list|clear
 - dbgym/runner/cli.py    -> run (a model on an environment: the main job)
 - dbgym/project/cli.py   -> sims list|show|start|cancel|delete|reconcile|export
+- dbgym/bench/cli.py     -> bench (compare configurations; --self: the project's benches)
 
 Errors have one handler (`_Group.invoke`): a command raises a DbgymError (or the user
 presses Ctrl-C), and the command prints `error: <message>` to stderr and exits with the
@@ -23,6 +24,7 @@ import typer
 from typer.core import TyperGroup
 
 from dbgym import __version__
+from dbgym.bench.cli import register_bench
 from dbgym.dbms.cli import register as register_dbms
 from dbgym.errors import DbgymError, exit_code
 from dbgym.project.cli import register_sims
@@ -75,6 +77,7 @@ def version() -> None:
 register_dbms(app)
 register_run(app)
 register_sims(app)
+register_bench(app)
 _workload = register_workload(app)
 register_replay(_workload)
 register_state(_workload)
