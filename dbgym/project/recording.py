@@ -24,13 +24,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, SupportsFloat
@@ -99,13 +98,16 @@ class Layout:
     def block(self, values: Sequence[Any]) -> tuple[NDArray[Any], NDArray[np.bool_]]:
         """(len(values), size) array of the flattened values; rows of None stay zero and
         are False in the returned mask."""
-        out = np.zeros((len(values), self.size), dtype=self.dtype)
-        valid = np.ones(len(values), dtype=bool)
-        for i, x in enumerate(values):
-            if x is None:
-                valid[i] = False
-            else:
-                _fill(self.space, x, out[i])
+        n = len(values)
+        valid = np.fromiter((x is not None for x in values), dtype=bool, count=n)
+        present = list(values) if valid.all() else [x for x in values if x is not None]
+        dense = np.zeros((len(present), self.size), dtype=self.dtype)
+        if present:
+            _fill_batch(self.space, present, dense)
+        if len(present) == n:
+            return dense, valid
+        out = np.zeros((n, self.size), dtype=self.dtype)
+        out[valid] = dense
         return out, valid
 
     def rows(self, block: NDArray[Any]) -> Any:
@@ -113,23 +115,25 @@ class Layout:
         return _unflatten_batch(self.space, block)
 
 
-def _fill(space: spaces.Space[Any], x: Any, out: NDArray[Any]) -> None:
+def _fill_batch(space: spaces.Space[Any], xs: Sequence[Any], out: NDArray[Any]) -> None:
+    """Flatten the values `xs` of `space` into the rows of `out` (len(xs), flatdim), a
+    whole column at a time (numpy stacks the arrays)."""
     if isinstance(space, (spaces.Box, spaces.MultiBinary)):
-        out[:] = np.asarray(x).reshape(-1)
-    elif isinstance(space, spaces.Dict):
+        if out.shape[1] > 4096:  # large leaves: one copy each, no stacked temporary
+            for i, x in enumerate(xs):
+                out[i] = np.asarray(x).reshape(-1)
+        else:
+            out[:] = np.asarray(xs).reshape(len(xs), -1)
+    elif isinstance(space, (spaces.Dict, spaces.Tuple)):
         off = 0
-        for key, sub in space.spaces.items():
-            n = spaces.flatdim(sub)
-            _fill(sub, x[key], out[off : off + n])
-            off += n
-    elif isinstance(space, spaces.Tuple):
-        off = 0
-        for sub, v in zip(space.spaces, x, strict=True):
-            n = spaces.flatdim(sub)
-            _fill(sub, v, out[off : off + n])
-            off += n
+        items = space.spaces.items() if isinstance(space, spaces.Dict) else enumerate(space.spaces)
+        for key, sub in items:
+            k = spaces.flatdim(sub)
+            _fill_batch(sub, [x[key] for x in xs], out[:, off : off + k])
+            off += k
     else:
-        out[:] = np.asarray(spaces.flatten(space, x)).reshape(-1)
+        for i, x in enumerate(xs):
+            out[i] = np.asarray(spaces.flatten(space, x)).reshape(-1)
 
 
 def _unflatten_batch(space: spaces.Space[Any], block: NDArray[Any]) -> Any:
@@ -199,6 +203,141 @@ def to_json(o: Any) -> str:
         return json.dumps(o, default=_json_default, separators=(",", ":"))
     except TypeError:
         return json.dumps(_plain(o), default=_json_default, separators=(",", ":"))
+
+
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+_COMMA, _OPEN, _CLOSE, _ZERO = ord(","), ord("["), ord("]"), ord("0")
+
+
+#: Bytes a JSON string may hold unescaped (printable ASCII but the quote and backslash).
+_SAFE = bytes(c for c in range(0x20, 0x7F) if c not in (0x22, 0x5C))
+
+
+def _plain_ascii(text: str) -> bool:
+    """Whether `text` needs no JSON escaping (checked in C: cheaper than json's encoder)."""
+    return text.isascii() and not text.encode("ascii").translate(None, _SAFE)
+
+
+def _one_json(v: Any) -> str:
+    kind = type(v)
+    if kind is str:
+        return f'"{v}"' if _plain_ascii(v) else _COMPACT.encode(v)
+    if kind is list and v:
+        try:
+            joined = "".join(v)  # a TypeError unless all are str
+        except TypeError:
+            joined = None
+        if joined is not None and _plain_ascii(joined):
+            return '["' + '","'.join(v) + '"]'
+    if (
+        kind is dict
+        and v
+        and all(type(k) is str and type(x) is str for k, x in v.items())
+        and _plain_ascii("".join(v) + "".join(v.values()))
+    ):
+        return "{" + ",".join([f'"{k}":"{x}"' for k, x in v.items()]) + "}"
+    try:
+        return _COMPACT.encode(v)
+    except (TypeError, ValueError):  # keys json refuses (tuples): made strings
+        return to_json(v)
+
+
+def _digit_rows(values: Sequence[Any]) -> list[str] | None:
+    """JSON lists of 1-D integer arrays of one length whose values are all 0-9 (binary
+    actions, hint choices, masks), built for the whole column at once; None otherwise."""
+    first = values[0]
+    if first.ndim != 1 or first.dtype.kind not in "iu":
+        return None
+    if not all(isinstance(v, np.ndarray) and v.shape == first.shape for v in values):
+        return None
+    m = np.stack(values)
+    if m.dtype.kind not in "iu" or (m.size and (m.min() < 0 or m.max() > 9)):
+        return None
+    n, width = m.shape[0], 2 * m.shape[1] + 1
+    if m.shape[1] == 0:
+        return ["[]"] * n
+    buf = np.full((n, width), _COMMA, dtype=np.uint8)
+    buf[:, 0], buf[:, -1] = _OPEN, _CLOSE
+    buf[:, 1::2] = m + _ZERO
+    text = buf.tobytes().decode("ascii")
+    return [text[i * width : (i + 1) * width] for i in range(n)]
+
+
+def _number_rows(values: Sequence[Any], kind: type) -> list[str] | None:
+    """JSON numbers of a column of finite floats (or of ints), from one repr of the list
+    (done in C); None when the column holds anything else."""
+    if not all(type(v) is kind for v in values):
+        return None
+    if kind is float and not np.isfinite(np.fromiter(values, dtype=np.float64)).all():
+        return None
+    return repr(list(values))[1:-1].split(", ")
+
+
+def json_objects(
+    dicts: Sequence[Mapping[str, Any]], keys: Sequence[str], *, depth: int = 0
+) -> list[str]:
+    """JSON objects of `keys` (each in every dict) of each dict, built key by key
+    (json_column on each key's values, `depth` levels further)."""
+    if not keys:
+        return ["{}"] * len(dicts)
+    names = [_COMPACT.encode(k) + ":" for k in keys]
+    prefixed = [
+        [name + t for t in json_column([d[k] for d in dicts], depth=depth)]
+        for name, k in zip(names, keys, strict=True)
+    ]
+    return ["{" + ",".join(parts) + "}" for parts in zip(*prefixed, strict=True)]
+
+
+def json_column(values: Sequence[Any], *, depth: int = 1) -> list[str]:
+    """JSON text of each value (as `to_json` gives it), computed column-wise: mappings
+    with string keys key by key (to `depth` levels), integer arrays in one numpy pass,
+    and a value equal to the previous one reuses its text."""
+    n = len(values)
+    if n == 0:
+        return []
+    first = values[0]
+    if isinstance(first, np.ndarray):
+        digits = _digit_rows(values)
+        if digits is not None:
+            return digits
+    kind = type(first)
+    if kind is float or (kind is int and first is not True and first is not False):
+        numbers = _number_rows(values, kind)
+        if numbers is not None:
+            return numbers
+    groups: dict[tuple[str, ...], list[int]] = {}
+    if depth > 0 and isinstance(first, Mapping) and all(isinstance(v, Mapping) for v in values):
+        for i, v in enumerate(values):
+            groups.setdefault(tuple(v), []).append(i)
+        if not all(type(k) is str for keys in groups for k in keys):
+            groups = {}
+    if groups:
+        out = [""] * n
+        for keys, rows in groups.items():
+            for i, text in zip(
+                rows, json_objects([values[i] for i in rows], keys, depth=depth - 1), strict=True
+            ):
+                out[i] = text
+        return out
+    texts: list[str] = []
+    last: Any = _UNSET
+    last_text = ""
+    for v in values:
+        if v is not last:
+            same = False
+            if type(v) is type(last) and not isinstance(v, np.ndarray):
+                try:
+                    same = bool(v == last)
+                except Exception:
+                    same = False
+            if not same:
+                last_text = _one_json(v)
+            last = v
+        texts.append(last_text)
+    return texts
+
+
+_UNSET = object()
 
 
 def _number(x: Any) -> float | None:
@@ -315,6 +454,124 @@ def _steps_dataset(folder: Path) -> pds.Dataset:
     return pds.dataset([str(p) for p in part_files(folder, "steps")], format="parquet")
 
 
+_NONE = type(None)
+
+
+def _types(values: Iterable[Any]) -> set[type]:
+    return set(map(type, values))
+
+
+def _numbers(values: list[Any]) -> list[float | None] | None:
+    """The values as floats (None kept) if they are all numbers or None, else None."""
+    if _types(values) <= {float, _NONE}:
+        return values
+    out: list[float | None] = []
+    for x in values:
+        if x is None:
+            out.append(None)
+        elif isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(
+            x, (bool, np.bool_)
+        ):
+            out.append(float(x))
+        else:
+            return None
+    return out
+
+
+class _InfoColumns:
+    """The columns and tables taken from the infos (see data_schema), filled group by
+    group of rows whose infos have the same keys."""
+
+    def __init__(self, n: int) -> None:
+        self.value: list[float | None] = [None] * n
+        self.unit: list[str | None] = [None] * n
+        self.baseline: list[float | None] = [None] * n
+        self.restart: list[bool | None] = [None] * n
+        self.error: list[str | None] = [None] * n
+        self.config: list[str | None] = [None] * n
+        self.rest: list[str] = ["{}"] * n
+        self.per_slot: list[Mapping[int, Any] | None] = [None] * n  # latency by slot
+        self.timeouts: list[list[int] | None] = [None] * n  # aligned with per_slot's keys
+        self.errors: list[tuple[int, str, int]] = []  # (row, SQLSTATE, statements)
+        self.plan_rows: list[int] = []
+        self.plan_slots: list[int] = []
+        self.plan_texts: list[str] = []
+
+    def add(self, infos: list[Mapping[Any, Any]], keys: tuple[Any, ...], idx: list[int]) -> None:
+        present = set(keys)
+        moved: set[Any] = set()
+
+        def column(key: str) -> list[Any]:
+            return [info[key] for info in infos]
+
+        if "value" in present and (values := _numbers(column("value"))) is not None:
+            moved.add("value")
+            unit = None
+            for key, name in (("time", "s"), ("cost", "cost")):
+                if key in present and _numbers(column(key)) == values:
+                    unit = name
+                    moved.add(key)
+            for i, v in zip(idx, values, strict=True):
+                self.value[i] = v
+                self.unit[i] = unit
+        if "baseline" in present and (values := _numbers(column("baseline"))) is not None:
+            moved.add("baseline")
+            for i, v in zip(idx, values, strict=True):
+                self.baseline[i] = v
+        if "restarted" in present:
+            flags = column("restarted")
+            if _types(flags) <= {bool, np.bool_}:
+                moved.add("restarted")
+                for i, f in zip(idx, flags, strict=True):
+                    self.restart[i] = bool(f)
+        if "error" in present:
+            errs = column("error")
+            if _types(errs) <= {str, _NONE}:
+                moved.add("error")
+                for i, e in zip(idx, errs, strict=True):
+                    self.error[i] = e
+        if "config" in present:
+            moved.add("config")
+            for i, text in zip(idx, json_column(column("config"), depth=2), strict=True):
+                self.config[i] = text
+        if {"per_template", "timeouts", "statement_errors"} <= present:
+            per, touts, errs = (
+                column("per_template"),
+                column("timeouts"),
+                column("statement_errors"),
+            )
+            if _types(per) | _types(touts) | _types(errs) <= {dict} or all(
+                isinstance(x, Mapping) for x in (*per, *touts, *errs)
+            ):
+                moved |= {"per_template", "timeouts", "statement_errors"}
+                for i, p, t, e in zip(idx, per, touts, errs, strict=True):
+                    if t:  # slots that only timed out have no latency
+                        merged = dict(p)
+                        for s in t:
+                            merged.setdefault(s, None)
+                        p = merged
+                        self.timeouts[i] = [int(t.get(s, 0)) for s in merged]
+                    self.per_slot[i] = p
+                    self.errors.extend((i, str(state), int(c)) for state, c in e.items())
+        if "plans" in present:
+            plans = column("plans")
+            if _types(plans) <= {list, tuple} and all(_types(ps) <= {str, _NONE} for ps in plans):
+                moved.add("plans")
+                for i, ps in zip(idx, plans, strict=True):
+                    for slot, text in enumerate(ps):
+                        if text is not None:
+                            self.plan_rows.append(i)
+                            self.plan_slots.append(slot)
+                            self.plan_texts.append(text)
+        rest = [k for k in keys if k not in moved]
+        if all(type(k) is str for k in rest):
+            texts = json_objects(infos, rest, depth=1)
+        else:  # keys JSON cannot hold as they are: each info on its own
+            texts = [to_json({k: info[k] for k in rest}) for info in infos]
+        for i, text in zip(idx, texts, strict=True):
+            self.rest[i] = text
+
+
 # -- the wrapper -----------------------------------------------------------------------
 _Row = tuple[Any, ...]
 
@@ -365,10 +622,11 @@ class RecordEpisodes(gym.Wrapper[Any, Any, Any, Any]):
         self._step = 0
         self._rows: list[_Row] = []
         self._lock = threading.Lock()  # guards _rows
+        self._convert_lock = threading.Lock()  # _rows -> _batches, in order
+        self._batches: list[tuple[pa.Table, pa.Table, pa.Table]] = []
         self._write_lock = threading.Lock()  # one flush at a time
         self._error: BaseException | None = None
         self._closed = False
-        self._config_cache: tuple[Any, str] | None = None
         self.steps_recorded = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dbgym-recorder", daemon=True)
@@ -448,18 +706,28 @@ class RecordEpisodes(gym.Wrapper[Any, Any, Any, Any]):
         """Write what was recorded since the last flush as one part per table now;
         returns the rows of the steps part (0: nothing to write)."""
         with self._write_lock:
-            with self._lock:
-                rows, self._rows = self._rows, []
-            if not rows:
+            with self._convert_lock:
+                self._convert_locked()
+                batches, self._batches = self._batches, []
+            if not batches:
                 return 0
-            tables = self._tables(rows)
             part = self._part
             self._part += 1
-            for kind, table in zip(KINDS, tables, strict=True):
+            n = 0
+            for k, kind in enumerate(KINDS):
+                table = pa.concat_tables([b[k] for b in batches])
+                if kind == "steps":
+                    n = table.num_rows
                 if table.num_rows:
                     self._write(kind, part, table)
-            self.steps_recorded += len(rows)
-            return len(rows)
+            self.steps_recorded += n
+            return n
+
+    def _convert_locked(self) -> None:
+        with self._lock:
+            rows, self._rows = self._rows, []
+        if rows:
+            self._batches.append(self._tables(rows))
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval):
@@ -542,83 +810,28 @@ class RecordEpisodes(gym.Wrapper[Any, Any, Any, Any]):
         return meta
 
     # -- rows to tables ----------------------------------------------------------------
-    def _config_json(self, cfg: Any) -> str:
-        cached = self._config_cache
-        if cached is not None and (cached[0] is cfg or cached[0] == cfg):
-            return cached[1]
-        text = to_json(cfg)
-        self._config_cache = (cfg, text)
-        return text
-
     def _tables(self, rows: list[_Row]) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """The rows as Arrow tables, built key by key over rows whose infos have the same
+        keys (a dbgym environment's steps all do), not row by row."""
         n = len(rows)
-        episode = np.fromiter((r[0] for r in rows), dtype=np.int64, count=n)
-        step = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
-        times = [datetime.fromtimestamp(r[2], timezone.utc).isoformat() for r in rows]
-        duration = np.fromiter((r[3] for r in rows), dtype=np.float64, count=n)
-        seeds = [r[4] for r in rows]
-        actions = [None if r[1] == 0 else to_json(r[5]) for r in rows]
-        rewards = [r[6] for r in rows]
-        terminated = np.fromiter((r[7] for r in rows), dtype=bool, count=n)
-        truncated = np.fromiter((r[8] for r in rows), dtype=bool, count=n)
-        value: list[float | None] = []
-        unit: list[str | None] = []
-        baseline: list[float | None] = []
-        restart: list[bool | None] = []
-        error: list[str | None] = []
-        config: list[str | None] = []
-        rest: list[str] = []
-        t_cols: dict[str, list[Any]] = {k: [] for k in _T_NAMES}
-        p_cols: dict[str, list[Any]] = {k: [] for k in _P_NAMES}
-        for r in rows:
-            info = r[10]
-            if not isinstance(info, Mapping):
-                info = {"info": info}
-            other = dict(info)
-            v = _number(info.get("value"))
-            u: str | None = None
-            if "value" in info and (v is not None or info["value"] is None):
-                other.pop("value")
-                for key, name in (("time", "s"), ("cost", "cost")):
-                    if key in info and _number(info[key]) == v:
-                        u = name
-                        other.pop(key)
-            value.append(v)
-            unit.append(u)
-            b = _number(info.get("baseline"))
-            if b is not None:
-                other.pop("baseline")
-            baseline.append(b)
-            rs = info.get("restarted")
-            if isinstance(rs, (bool, np.bool_)):
-                other.pop("restarted")
-                restart.append(bool(rs))
-            else:
-                restart.append(None)
-            err = info.get("error")
-            if isinstance(err, str) or (err is None and "error" in info):
-                other.pop("error")
-                error.append(err)
-            else:
-                error.append(None)
-            if "config" in info:
-                config.append(self._config_json(other.pop("config")))
-            else:
-                config.append(None)
-            self._template_rows(r[0], r[1], info, other, u, t_cols)
-            plans = info.get("plans")
-            if isinstance(plans, (list, tuple)) and all(
-                p is None or isinstance(p, str) for p in plans
-            ):
-                other.pop("plans")
-                for slot, p in enumerate(plans):
-                    if p is not None:
-                        p_cols["episode"].append(r[0])
-                        p_cols["step"].append(r[1])
-                        p_cols["slot"].append(slot)
-                        p_cols["template_id"].append(self._tid(slot))
-                        p_cols["plan"].append(p)
-            rest.append(to_json(other))
+        episode = pa.array(np.fromiter((r[0] for r in rows), dtype=np.int64, count=n))
+        step_no = np.fromiter((r[1] for r in rows), dtype=np.int64, count=n)
+        stamps = np.fromiter((r[2] for r in rows), dtype=np.float64, count=n)
+        times = pc.strftime(
+            pa.array((stamps * 1e6).astype(np.int64)).cast(pa.timestamp("us", tz="UTC")),
+            format="%Y-%m-%dT%H:%M:%S+00:00",
+        )
+        moves = np.flatnonzero(step_no != 0).tolist()
+        actions: list[str | None] = [None] * n
+        for i, text in zip(moves, json_column([rows[i][5] for i in moves]), strict=True):
+            actions[i] = text
+        cols = _InfoColumns(n)
+        infos = [r[10] if isinstance(r[10], Mapping) else {"info": r[10]} for r in rows]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, info in enumerate(infos):
+            groups.setdefault(tuple(info), []).append(i)
+        for keys, idx in groups.items():
+            cols.add([infos[i] for i in idx], keys, idx)
         if self._obs.ok:
             block, _ = self._obs.block([r[9] for r in rows])
             obs = binary_column(block)
@@ -629,83 +842,134 @@ class RecordEpisodes(gym.Wrapper[Any, Any, Any, Any]):
             act = binary_column(ablock, valid)
         else:
             act = pa.nulls(n, pa.large_binary())
+        step_a = pa.array(step_no)
+        unit_a = pa.array(cols.unit, pa.string())
         steps = pa.Table.from_arrays(
             [
-                pa.array(episode),
-                pa.array(step),
-                pa.array(times, pa.string()),
-                pa.array(duration),
-                pa.array(seeds, pa.int64()),
+                episode,
+                step_a,
+                times,
+                pa.array(np.fromiter((r[3] for r in rows), dtype=np.float64, count=n)),
+                pa.array([r[4] for r in rows], pa.int64()),
                 pa.array(actions, pa.string()),
-                pa.array(rewards, pa.float64()),
-                pa.array(terminated),
-                pa.array(truncated),
-                pa.array(value, pa.float64()),
-                pa.array(unit, pa.string()),
-                pa.array(baseline, pa.float64()),
-                pa.array(restart, pa.bool_()),
-                pa.array(error, pa.string()),
-                pa.array(config, pa.string()),
-                pa.array(rest, pa.string()),
+                pa.array([r[6] for r in rows], pa.float64()),
+                pa.array(np.fromiter((r[7] for r in rows), dtype=bool, count=n)),
+                pa.array(np.fromiter((r[8] for r in rows), dtype=bool, count=n)),
+                pa.array(cols.value, pa.float64()),
+                unit_a,
+                pa.array(cols.baseline, pa.float64()),
+                pa.array(cols.restart, pa.bool_()),
+                pa.array(cols.error, pa.string()),
+                pa.array(cols.config, pa.string()),
+                pa.array(cols.rest, pa.string()),
                 obs,
                 act,
             ],
             schema=schema("steps"),
         )
-        templates = pa.Table.from_pydict(t_cols, schema=schema("templates"))
-        plans_t = pa.Table.from_pydict(p_cols, schema=schema("plans"))
+        templates = self._templates_table(
+            episode, step_a, unit_a, cols.per_slot, cols.timeouts, cols.errors
+        )
+        rows_a = pa.array(np.array(cols.plan_rows, dtype=np.int64))
+        slots_a = pa.array(np.array(cols.plan_slots, dtype=np.int32))
+        plans_t = pa.Table.from_arrays(
+            [
+                episode.take(rows_a),
+                step_a.take(rows_a),
+                slots_a,
+                self._template_ids(slots_a),
+                pa.array(cols.plan_texts, pa.string()),
+            ],
+            schema=schema("plans"),
+        )
         return steps, templates, plans_t
 
-    def _tid(self, slot: int) -> str | None:
-        return self._slot_ids[slot] if 0 <= slot < len(self._slot_ids) else None
+    def _template_ids(self, slots: pa.Array) -> pa.Array:
+        """template_id of each slot (null for -1 and slots the env did not describe)."""
+        ids = pa.array([*self._slot_ids, None], pa.string())
+        s = np.asarray(slots.to_numpy(zero_copy_only=False), dtype=np.int64)
+        s = np.where((s >= 0) & (s < len(self._slot_ids)), s, len(self._slot_ids))
+        return ids.take(pa.array(s))
 
-    def _template_rows(
+    def _templates_table(
         self,
-        episode: int,
-        step: int,
-        info: Mapping[str, Any],
-        other: dict[str, Any],
-        unit: str | None,
-        cols: dict[str, list[Any]],
-    ) -> None:
-        per = info.get("per_template")
-        touts = info.get("timeouts")
-        errs = info.get("statement_errors")
-        if not all(isinstance(x, Mapping) for x in (per, touts, errs)):
-            return  # not a dbgym-like info: everything stays in the info JSON
-        assert isinstance(per, Mapping) and isinstance(touts, Mapping)
-        assert isinstance(errs, Mapping)
-        for key in ("per_template", "timeouts", "statement_errors"):
-            other.pop(key)
-        slots = sorted({int(s) for s in per} | {int(s) for s in touts})
-        for slot in slots:
-            lat = _number(per.get(slot))
-            k = int(touts.get(slot, 0))
-            cols["episode"].append(episode)
-            cols["step"].append(step)
-            cols["slot"].append(slot)
-            cols["template_id"].append(self._tid(slot))
-            cols["latency"].append(None if lat is None or math.isnan(lat) else lat)
-            cols["unit"].append(unit)
-            cols["timeouts"].append(k)
-            cols["timed_out"].append(k > 0)
-            cols["sqlstate"].append(TIMEOUT_SQLSTATE if k > 0 else None)
-            cols["errors"].append(0)
-        for state, count in sorted(errs.items()):
-            cols["episode"].append(episode)
-            cols["step"].append(step)
-            cols["slot"].append(None)
-            cols["template_id"].append(None)
-            cols["latency"].append(None)
-            cols["unit"].append(unit)
-            cols["timeouts"].append(0)
-            cols["timed_out"].append(False)
-            cols["sqlstate"].append(str(state))
-            cols["errors"].append(int(count))
+        episode: pa.Array,
+        step: pa.Array,
+        unit: pa.Array,
+        per_slot: list[Mapping[int, Any] | None],
+        timeouts: list[list[int] | None],
+        errors: list[tuple[int, str, int]],
+    ) -> pa.Table:
+        """One row per (step, slot) of info["per_template"] and ["timeouts"] (converted by
+        Arrow, not row by row in Python), then the statement_errors rows."""
+        kind = pa.map_(pa.int32(), pa.float64())
+        try:
+            by_row = pa.array(per_slot, kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            by_row = pa.array(
+                [
+                    None if p is None else {int(s): _number(v) for s, v in p.items()}
+                    for p in per_slot
+                ],
+                kind,
+            )
+        # (pc.list_parent_indices aborts on a map array in pyarrow 26: from the offsets)
+        offsets = by_row.offsets.to_numpy()
+        parent = pa.array(np.repeat(np.arange(len(per_slot), dtype=np.int64), np.diff(offsets)))
+        slots = by_row.keys
+        latency = by_row.items
+        latency = pc.if_else(pc.is_nan(latency), pa.scalar(None, pa.float64()), latency)
+        k = len(slots)
+        if all(t is None for t in timeouts):
+            counts = pa.array(np.zeros(k, dtype=np.int32))
+        else:
+            counts = pa.array(
+                [
+                    t if t is not None else [0] * (len(p) if p is not None else 0)
+                    for t, p in zip(timeouts, per_slot, strict=True)
+                ],
+                pa.list_(pa.int32()),
+            ).flatten()
+        timed_out = pc.greater(counts, 0)
+        measured = pa.Table.from_arrays(
+            [
+                episode.take(parent),
+                step.take(parent),
+                slots,
+                self._template_ids(slots),
+                latency,
+                unit.take(parent),
+                counts,
+                timed_out,
+                pc.if_else(timed_out, TIMEOUT_SQLSTATE, pa.scalar(None, pa.string())),
+                pa.array(np.zeros(k, dtype=np.int32)),
+            ],
+            schema=schema("templates"),
+        )
+        if not errors:
+            return measured
+        rows = pa.array(np.array([e[0] for e in errors], dtype=np.int64))
+        m = len(errors)
+        failed = pa.Table.from_arrays(
+            [
+                episode.take(rows),
+                step.take(rows),
+                pa.nulls(m, pa.int32()),
+                pa.nulls(m, pa.string()),
+                pa.nulls(m, pa.float64()),
+                unit.take(rows),
+                pa.array(np.zeros(m, dtype=np.int32)),
+                pa.array(np.zeros(m, dtype=bool)),
+                pa.array([e[1] for e in errors], pa.string()),
+                pa.array([e[2] for e in errors], pa.int32()),
+            ],
+            schema=schema("templates"),
+        )
+        return pa.concat_tables([measured, failed]).sort_by(
+            [("episode", "ascending"), ("step", "ascending")]
+        )
 
 
-_T_NAMES = [f.name for f in schema("templates")]
-_P_NAMES = [f.name for f in schema("plans")]
 #: Dictionary-encode the columns that repeat (not the raw observation/action bytes).
 _DICT_COLUMNS: dict[str, list[str] | bool] = {
     "steps": ["unit", "config", "error"],
