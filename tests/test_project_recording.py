@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -222,6 +223,63 @@ def test_wrong_arguments_and_failures_are_reported(tmp_path: Path) -> None:
             time.sleep(0.005)
     with pytest.raises(RecordingError, match="the index is gone"):
         env.close()
+
+
+def test_load_dataset_from_a_project(tmp_path: Path) -> None:
+    """Simulations of a real project database, found by id prefix or by key and state,
+    their parts indexed through on_file; a crashed run's Minari view rebuilt on demand."""
+    from dbgym.project.dataset import load_dataset
+    from dbgym.project.manager import ProjectManager
+    from dbgym.project.records import StatusCode, StatusSubcode
+
+    project = ProjectManager(tmp_path / "proj", reconcile=False)
+    records = project.records
+    ids = []
+    for n, key in enumerate(["cart", "cart", "other"]):
+        sim_id = records.create_simulation(
+            name=f"sim{n}",
+            sim_key=key,
+            config=None,
+            start_kwargs=None,
+            sim_type_name="T",
+            sim_module_name="m",
+        )
+        records.mark_started(sim_id, pid=os.getpid(), pid_start_time=None, host="here")
+        if key == "cart":
+
+            def index(kind: str, relpath: str, rows: int, version: int, sid: str = sim_id) -> None:
+                records.add_file(sid, kind, relpath, rows, version)
+
+            env = RecordEpisodes(
+                gym.make("CartPole-v1"), project.sim_folder(sim_id, create=True), on_file=index
+            )
+            env.reset(seed=n)
+            for _ in range(5 + n):
+                env.step(1)
+            env.close()
+        ok = (StatusCode.SUCCESS, StatusSubcode.NONE, "done", None)
+        records.finish(sim_id, status=ok)
+        ids.append(sim_id)
+    kinds = {f["kind"]: f["rows"] for f in records.files(ids[0])}
+    assert kinds == {"recording": 0, "steps": 6, "minari": 5}
+
+    ds = load_dataset(project, key="cart", state="done")
+    assert ds.sim_ids == ids[:2]
+    assert ds.steps.column_names[0] == "sim_id"
+    counts = ds.to_polars().group_by("sim_id").len()
+    assert dict(zip(counts["sim_id"], counts["len"], strict=True)) == {ids[0]: 6, ids[1]: 7}
+    assert len(ds.transitions()) == 11
+    # the third simulation has no recording: skipped by a filter, refused by its id
+    assert load_dataset(project).sim_ids == ids[:2]
+    with pytest.raises(InvalidArgumentError, match="has no recording"):
+        load_dataset(project, [ids[2]])
+    by_prefix = load_dataset(str(tmp_path / "proj"), [ids[1][:8]])
+    assert by_prefix.sim_ids == [ids[1]] and by_prefix.steps.num_rows == 7
+    assert load_dataset(project, [ids[1]], state="failed").sim_ids == []
+    # a run that died before close() has no Minari dataset: built from the parts on demand
+    shutil.rmtree(project.sim_folder(ids[0]) / "minari")
+    assert ds.minari(ids[0]).total_steps == 5
+    project.close()
 
 
 # -- a real dbgym environment ----------------------------------------------------------
