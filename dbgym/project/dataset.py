@@ -331,9 +331,9 @@ def read_recordings(
     """The recordings in `folders` ({sim_id: folder}, or folders named by their sim id) as
     one Dataset."""
     named: dict[str, Path] = (
-        {str(k): Path(v) for k, v in folders.items()}
+        {str(k): Path(v).resolve() for k, v in folders.items()}
         if isinstance(folders, Mapping)
-        else {Path(f).name: Path(f) for f in folders}
+        else {Path(f).resolve().name: Path(f).resolve() for f in folders}
     )
     recordings = {sim: read_recording_meta(folder) for sim, folder in named.items()}
     tables: dict[str, pa.Table] = {}

@@ -599,7 +599,7 @@ class RecordEpisodes(gym.Wrapper[Any, Any, Any, Any]):
             raise InvalidArgumentError(
                 f"flush_interval must be a positive number of seconds, got {flush_interval!r}"
             )
-        self.folder = Path(folder)
+        self.folder = Path(folder).resolve()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.flush_interval = float(flush_interval)
         self.on_file = on_file
@@ -992,7 +992,7 @@ def build_minari(
     from minari.data_collector.episode_buffer import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
-    folder = Path(folder)
+    folder = Path(folder).resolve()  # (Minari's size count doubles a relative path)
     meta = read_recording_meta(folder)
     dataset_id = check_dataset_id(
         dataset_id or meta.get("dataset_id") or default_dataset_id(folder)
