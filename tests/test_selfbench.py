@@ -2,7 +2,8 @@
 
 The main test slows a hot path down on purpose (the test-only switch DBGYM_TEST_SLOWDOWN,
 dbgym/_slowdown.py, here on featurize()) and shows that its bench fails and the table says
-FAIL for it, then that the same bench passes without the switch. Only that one bench runs
+FAIL for it (run_self), then that the same bench passes without the switch (`dbgym bench
+--self`). Only that one bench runs
 (`select`), twice (~25 s each: a server to capture plans, the plain-Python baseline).
 """
 
@@ -70,11 +71,11 @@ def test_a_slowed_hot_path_fails_its_bench_and_passes_without(
     assert "FAIL benches/bench_featurize.py::test_featurize_vs_python_and_parse_floor" in shown
     assert "1 bench: 0 passed, 1 failed" in shown
 
-    # 2. without it (the script form of `dbgym bench --self`): the same bench passes
+    # 2. without it (through the command, `dbgym bench --self`): the same bench passes
     monkeypatch.delenv("DBGYM_TEST_SLOWDOWN")
     fast_json = tmp_path / "fast.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "dbgym.bench.selfbench", "-k", FEATURIZE, "--json", fast_json],
+        [sys.executable, "-m", "dbgym", "bench", "--self", "-k", FEATURIZE, "--json", fast_json],
         capture_output=True,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
@@ -98,6 +99,14 @@ def test_a_slowed_hot_path_fails_its_bench_and_passes_without(
 def test_select_matching_no_bench_is_an_invalid_argument() -> None:
     with pytest.raises(InvalidArgumentError, match=r"no bench .* matches -k 'no_such_bench_xyz'"):
         selfbench.run_self(json_out=None, select="no_such_bench_xyz", console=Console())
+    # the script form maps it to the command's exit code for an invalid argument
+    proc = subprocess.run(
+        [sys.executable, "-m", "dbgym.bench.selfbench", "-k", "no_such_bench_xyz"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "error: no bench under" in proc.stderr and "'no_such_bench_xyz'" in proc.stderr
 
 
 def test_pytest_that_cannot_run_is_an_error(tmp_path: Path) -> None:
