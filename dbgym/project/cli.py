@@ -211,18 +211,10 @@ def start_cmd(
 
     from dbgym.project.api_calls import recorded
     from dbgym.project.exporter import load_exported
+    from dbgym.project.simulation import parse_kwargs
     from dbgym.project.tracker import SimulationTracker
 
-    parsed: dict[str, Any] | None = None
-    if kwargs is not None:
-        try:
-            parsed = json.loads(kwargs)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgumentError(
-                f"--kwargs: not JSON ({exc.msg} at character {exc.pos})"
-            ) from None
-        if not isinstance(parsed, dict):
-            raise InvalidArgumentError("--kwargs: give a JSON object, e.g. '{\"steps\": 10}'")
+    parsed = None if kwargs is None else parse_kwargs(kwargs, where="--kwargs")
     project = _open(project_dir)
     load_exported(project)
     args = {"key": key, "kwargs": parsed, "name": name, "detach": detach}

@@ -28,6 +28,7 @@ prefer to stop at a step boundary.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Mapping
@@ -35,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from dbgym.errors import SpecError
+from dbgym.errors import InvalidArgumentError, SpecError
 from dbgym.spec import Spec, thaw_json
 
 if TYPE_CHECKING:
@@ -81,6 +82,20 @@ class SimulationStartConfig(Spec):
         return SimulationStartConfig(
             name=self.name if name is None else name, sim_key=self.sim_key, kwargs=merged
         )
+
+
+def parse_kwargs(text: str, *, where: str = "kwargs") -> dict[str, Any]:
+    """A simulation's kwargs from JSON text (`dbgym sims start --kwargs`): a JSON object, or
+    an InvalidArgumentError naming `where` and the position of the mistake."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(
+            f"{where}: not JSON ({exc.msg} at character {exc.pos})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise InvalidArgumentError(f"{where}: give a JSON object, e.g. '{{\"steps\": 10}}'")
+    return parsed
 
 
 class SimulationCancelled(KeyboardInterrupt):

@@ -164,7 +164,11 @@ def run_cmd(
     typer.echo(f"simulation {sim_id} in {project.project_folder()}")
     if interrupted:
         raise KeyboardInterrupt
-    failure_of(project, sim_id)
+    from dbgym.runner.simulation import failure_error
+
+    error = failure_error(project, sim_id)
+    if error is not None:
+        raise error
 
 
 def run_tracked(project: Any, spec: Any) -> tuple[str, dict[str, Any] | None, bool]:
@@ -207,27 +211,6 @@ def run_tracked(project: Any, spec: Any) -> tuple[str, dict[str, Any] | None, bo
     row = project.records.get(sim_id)
     interrupted = interrupted or bool(row.cancelled)
     return sim_id, row.result, interrupted
-
-
-def failure_of(project: Any, sim_id: str) -> None:
-    """Raises the error a failed simulation ended with (its class when dbgym knows it, so the
-    exit code says caller mistake or server fault); returns for a successful one."""
-    import dbgym.errors as errors
-
-    row = project.records.get(sim_id)
-    if not row.failed:
-        return
-    last = next((s for s in reversed(project.records.statuses(sim_id)) if s.code == 1), None)
-    details = last.details if last is not None else "no status recorded"
-    name = details.split(":", 1)[0].strip()
-    cls = getattr(errors, name, None)
-    message = f"simulation {sim_id} failed: {details}"
-    if isinstance(cls, type) and issubclass(cls, errors.DbgymError):
-        try:
-            raise cls(message)
-        except TypeError:
-            pass
-    raise errors.DbgymError(message)
 
 
 def print_summary(result: dict[str, Any], *, interrupted: bool = False) -> None:

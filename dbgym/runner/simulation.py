@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dbgym.errors import DbgymError
 from dbgym.project.simulation import Simulation, SimulationCancelled, SimulationContext
 from dbgym.runner.run import RunResult, RunSpec, StepRecord, run
 
@@ -42,6 +43,27 @@ def start_config(spec: RunSpec, name: str | None = None) -> Any:
         sim_key=SIM_KEY,
         kwargs={"spec": spec.to_dict()},
     )
+
+
+def failure_error(project: Any, sim_id: str) -> DbgymError | None:
+    """The error a failed simulation ended with (None for one that did not fail): its class
+    when dbgym.errors knows it, so `dbgym run` exits as for a caller mistake or a server
+    fault; otherwise a DbgymError. The message is the simulation's last FAIL status."""
+    import dbgym.errors as errors
+
+    row = project.records.get(sim_id)
+    if not row.failed:
+        return None
+    last = next((s for s in reversed(project.records.statuses(sim_id)) if s.code == 1), None)
+    details = last.details if last is not None else "no status recorded"
+    message = f"simulation {sim_id} failed: {details}"
+    cls = getattr(errors, details.split(":", 1)[0].strip(), None)
+    if isinstance(cls, type) and issubclass(cls, DbgymError):
+        try:
+            return cls(message)
+        except TypeError:  # a class whose constructor needs more than a message
+            pass
+    return DbgymError(message)
 
 
 def run_environment(spec: RunSpec) -> dict[str, Any]:
