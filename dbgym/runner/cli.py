@@ -71,17 +71,33 @@ def gym_spec_from_options(
     return GymSpec(historical_workloads=[workload], historical_state=state, episode_sample=sample)
 
 
+# The workload and state options `dbgym run` and `dbgym bench` share (typer annotations).
+BenchmarkOption = Annotated[
+    str | None, typer.Option(help="Built-in benchmark for state and workload: tpch, pgbench")
+]
+ScaleOption = Annotated[float | None, typer.Option(help="Benchmark scale factor")]
+DataSeedOption = Annotated[
+    int | None, typer.Option("--data-seed", help="Benchmark data/query seed")
+]
+LogOption = Annotated[Path | None, typer.Option(help="Workload: a PostgreSQL server log")]
+SqlOption = Annotated[Path | None, typer.Option(help="Workload: a .sql file or directory")]
+DumpOption = Annotated[Path | None, typer.Option(help="State: a pg_dump file")]
+ProjectDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--project-dir",
+        help="Project folder recording the run (default $DBGYM_PROJECT_DIR or ./.dbgym-projects)",
+    ),
+]
+
+
 def run_cmd(
-    benchmark: Annotated[
-        str | None, typer.Option(help="Built-in benchmark for state and workload: tpch, pgbench")
-    ] = None,
-    scale: Annotated[float | None, typer.Option(help="Benchmark scale factor")] = None,
-    data_seed: Annotated[
-        int | None, typer.Option("--data-seed", help="Benchmark data/query seed")
-    ] = None,
-    log: Annotated[Path | None, typer.Option(help="Workload: a PostgreSQL server log")] = None,
-    sql: Annotated[Path | None, typer.Option(help="Workload: a .sql file or directory")] = None,
-    dump: Annotated[Path | None, typer.Option(help="State: a pg_dump file")] = None,
+    benchmark: BenchmarkOption = None,
+    scale: ScaleOption = None,
+    data_seed: DataSeedOption = None,
+    log: LogOption = None,
+    sql: SqlOption = None,
+    dump: DumpOption = None,
     sample: Annotated[
         int | None, typer.Option(help="Statements sampled per episode (default: all)")
     ] = None,
@@ -105,14 +121,7 @@ def run_cmd(
     spec_file: Annotated[
         Path | None, typer.Option("--spec", help="A RunSpec JSON file (replaces the options)")
     ] = None,
-    project_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--project-dir",
-            help="Project folder recording the run (default $DBGYM_PROJECT_DIR or "
-            "./.dbgym-projects)",
-        ),
-    ] = None,
+    project_dir: ProjectDirOption = None,
 ) -> None:
     """Runs a model on a dbgym environment and reports the best configuration found."""
     from dbgym.envs.spec import EnvSpec
