@@ -38,7 +38,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -48,7 +48,7 @@ import psycopg
 
 from dbgym.bench.config import BenchConfig
 from dbgym.bench.spec import BenchSpec
-from dbgym.errors import InstanceError, SpecError
+from dbgym.errors import InstanceError, InvalidArgumentError, SpecError
 from dbgym.types import SettingValue
 
 if TYPE_CHECKING:
@@ -242,7 +242,13 @@ class _Server:
         else:
             self.session = DbSession(inst.dsn, own=False)
             first = spec.configs[self.info.configs[0]]
-            self.apply_server_part(first)
+            names = ", ".join(repr(spec.configs[i].name) for i in self.info.configs)
+            try:
+                self.apply_server_part(first)
+            except InvalidArgumentError as e:  # the family (exit code) stays, with the name
+                raise InvalidArgumentError(f"configuration {names}: {e}") from e
+            except InstanceError as e:
+                raise InstanceError(f"configuration {names}: {e}") from e
             self.server_part = first.server_part()
             if restores:
                 self.session.close()
@@ -356,27 +362,40 @@ def measure(
         server.launch(spec, restores=out.restore_each_run, progress=progress)
 
     live = list(servers.values())
+    # Servers start in parallel (after the first, when it builds the state cache). With
+    # warm-up rounds, only the first configuration's server is waited for: the others
+    # go on starting during the first warm-up runs (which are not measured), and each
+    # run waits for its server.
+    pool = ThreadPoolExecutor(max_workers=min(4, len(live)))
+    pending: dict[int, Future[None]] = {}
+
+    def settle() -> None:
+        """Wait for every launch still running (their errors are not raised here)."""
+        for f in list(pending.values()):
+            with contextlib.suppress(BaseException):
+                f.result()
+        pending.clear()
+        pool.shutdown(wait=True)
+
     t0 = time.perf_counter()
     try:
-        first = 0 if _state_cached(spec, live) else 1
-        if first:
+        rest = live
+        if not _state_cached(spec, live):
             launch(live[0])  # alone: it builds the state into the cache
-        if len(live) > first:
-            with ThreadPoolExecutor(max_workers=min(4, len(live) - first)) as pool:
-                futures = [pool.submit(launch, s) for s in live[first:]]
-                try:
-                    for f in futures:
-                        f.result()
-                except BaseException:
-                    for f in futures:
-                        with contextlib.suppress(BaseException):
-                            f.result()
-                    raise
+            rest = live[1:]
+        for server in rest:
+            pending[id(server)] = pool.submit(launch, server)
+        wait_for = list(pending) if spec.warmup == 0 else [id(live[0])]
+        for ident in wait_for:
+            if ident in pending:
+                pending.pop(ident).result()
     except BaseException:
         with _sigint_deferred():
+            settle()
             _close_all(live)
         raise
     timing["launch_s"] = time.perf_counter() - t0
+    launch_wait_s = 0.0
 
     if spec.cache == "cold":
         why = drop_os_caches()
@@ -409,6 +428,11 @@ def measure(
         for r in range(rounds):
             for i, config in enumerate(spec.configs):
                 server = server_of[i]
+                started_launch = pending.pop(id(server), None)
+                if started_launch is not None:  # its server starts in the background
+                    tw = time.perf_counter()
+                    started_launch.result()
+                    launch_wait_s += time.perf_counter() - tw
                 session = server.session
                 assert session is not None
                 ts = time.perf_counter()
@@ -494,14 +518,17 @@ def measure(
         out.interrupted = True
     except BaseException:
         with _sigint_deferred():
+            settle()
             _close_all(live)
         raise
     finally:
+        timing["launch_wait_s"] = launch_wait_s
         timing["switch_s"] = switch_s
         timing["replay_s"] = replay_s
         timing["bookkeeping_s"] = book_s
     t0 = time.perf_counter()
     with _sigint_deferred() as caught:
+        settle()
         _close_all(live)
     if caught:
         out.interrupted = True

@@ -171,7 +171,8 @@ def min_p_value(n: int, m: int) -> float:
     2 / C(n + m, n) (so with 3 runs each nothing can be significant at 0.05)."""
     if n < 1 or m < 1:
         return 1.0
-    return min(1.0, 2.0 / math.comb(n + m, n))
+    log_comb = math.lgamma(n + m + 1) - math.lgamma(n + 1) - math.lgamma(m + 1)
+    return min(1.0, 2.0 * math.exp(-log_comb))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:
