@@ -21,6 +21,14 @@ from typing import Annotated, Any, cast
 import typer
 
 from dbgym.errors import InvalidArgumentError
+from dbgym.runner.cli import (
+    BenchmarkOption,
+    DataSeedOption,
+    DumpOption,
+    LogOption,
+    ScaleOption,
+    SqlOption,
+)
 
 
 def register_bench(app: typer.Typer) -> None:
@@ -122,16 +130,12 @@ def spec_from_options(
 
 
 def bench_cmd(
-    benchmark: Annotated[
-        str | None, typer.Option(help="Built-in benchmark for state and workload: tpch, pgbench")
-    ] = None,
-    scale: Annotated[float | None, typer.Option(help="Benchmark scale factor")] = None,
-    data_seed: Annotated[
-        int | None, typer.Option("--data-seed", help="Benchmark data/query seed")
-    ] = None,
-    log: Annotated[Path | None, typer.Option(help="Workload: a PostgreSQL server log")] = None,
-    sql: Annotated[Path | None, typer.Option(help="Workload: a .sql file or directory")] = None,
-    dump: Annotated[Path | None, typer.Option(help="State: a pg_dump file")] = None,
+    benchmark: BenchmarkOption = None,
+    scale: ScaleOption = None,
+    data_seed: DataSeedOption = None,
+    log: LogOption = None,
+    sql: SqlOption = None,
+    dump: DumpOption = None,
     sample: Annotated[
         int | None, typer.Option(help="Replay this many statements sampled from the workload")
     ] = None,
