@@ -2,8 +2,9 @@
 help (the report says so, with the right sign and significance, and an identical
 configuration is no significant difference), an A/A calibration of the false-positive
 rate, the exit codes (compared, regression beyond --fail-if-slower, could not run),
-Ctrl-C, --from-sim and the project row, the docker backend, and a writing workload
-(restores, one server, a replay-mode dimension, cold cache).
+Ctrl-C, --from-sim and the project row, the docker backend (and the backend as a
+configuration dimension), the statement timeout, and a writing workload (restores, one
+server, a replay-mode dimension, cold cache).
 
 Figures are printed (`pytest -s`): speedups, overhead, the A/A false-positive rate."""
 
@@ -376,15 +377,16 @@ def docker_or_skip() -> Iterator[None]:
     yield
 
 
-def test_the_same_comparison_on_the_docker_backend(
+def test_the_same_comparison_on_the_docker_backend_and_the_backend_as_a_dimension(
     tpch_cached: None, docker_or_skip: None, tmp_path: Path
 ) -> None:
     sql = _write_sql(tmp_path / "sql", lookups=20)
     index = BenchConfig(name="shipdate-index", indexes=(IndexEntry("lineitem", ("l_shipdate",)),))
+    local = BenchConfig(name="local-default", backend="local")  # the backend as a dimension
     spec = BenchSpec(
         state=get_benchmark("tpch").state(scale=0.01),
         workload=SqlWorkload(str(sql)),
-        configs=(BenchConfig.default(), index),
+        configs=(BenchConfig.default(), index, local),
         instance=InstanceSpec(backend="docker"),
         repeat=6,
     )
@@ -393,13 +395,39 @@ def test_the_same_comparison_on_the_docker_backend(
     faster = report.config("shipdate-index")
     assert faster.backend == "docker" and faster.significant and faster.verdict == "faster"
     assert faster.speedup is not None and faster.speedup > 2 and (faster.ci_low or 0) > 1
-    servers = report.metadata["servers"]
-    assert {s["backend"] for s in servers} == {"docker"}
-    assert all(s["image_id"].startswith("sha256:") for s in servers)
+    assert report.config("local-default").backend == "local"
+    assert report.config("local-default").runs == 6
+    servers = {s["configurations"][0]: s for s in report.metadata["servers"]}
+    assert servers["default"]["backend"] == servers["shipdate-index"]["backend"] == "docker"
+    assert servers["default"]["image_id"].startswith("sha256:")
+    assert servers["local-default"]["backend"] == "local"
+    assert len(servers["local-default"]["server_binary_sha256"]) == 64
     print(
         f"\ndocker: index {faster.speedup:.1f}x [{faster.ci_low:.1f}, {faster.ci_high:.1f}], "
         f"overhead {report.timing['overhead_pct']:.0f}% of {report.timing['replay_s']:.1f} s"
     )
+
+
+def test_statement_timeout_marks_runs_of_a_single_configuration(
+    tpch_cached: None, tmp_path: Path
+) -> None:
+    sql = tmp_path / "slow.sql"
+    sql.write_text("SELECT pg_sleep(0.3);\nSELECT 1;\n")
+    spec = BenchSpec(
+        state=get_benchmark("tpch").state(scale=0.01),
+        workload=SqlWorkload(str(sql)),
+        configs=(BenchConfig.default(),),
+        repeat=2,
+        warmup=0,
+        statement_timeout=0.05,
+    )
+    report = compare(spec, progress=False)
+    (only,) = report.configurations
+    assert only.verdict == "baseline" and only.runs == 2 and only.timed_out_runs == 2
+    assert only.errors_by_sqlstate == {"57014": 2}
+    assert only.median_s is not None and only.median_s < 0.3
+    assert any("lower bounds" in n for n in only.notes)
+    jsonschema.validate(report.to_dict(), load_schema())
 
 
 def test_a_writing_workload_on_one_server_with_a_replay_mode_dimension_and_cold_cache() -> None:
