@@ -576,7 +576,8 @@ def _render(report: BenchReport, console: Console) -> None:
             f"[{style}]{verdict}[/]" if style else verdict,
         ]
         if any_thr:
-            row.append("-" if c.throughput_per_s is None else f"{c.throughput_per_s:.4g}")
+            thr = c.throughput_per_s
+            row.append("-" if thr is None else f"{thr:,.0f}" if thr >= 100 else f"{thr:.3g}")
         table.add_row(*row)
     console.print(table)
     for c in report.configurations:
