@@ -12,8 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import minari
+import pytest
+
 from dbgym.dbms import instance_registry
 from dbgym.envs.spec import EnvSpec
+from dbgym.project.dataset import load_dataset
 from dbgym.project.manager import ProjectManager
 from dbgym.runner.run import RunSpec, run
 from tests.env_fixtures import tpch_gym_spec
@@ -49,6 +53,16 @@ def test_run_prints_the_best_configuration_and_writes_json(tmp_path: Path) -> No
     assert statuses[0].details.startswith("started pid") and statuses[-1].code.name == "SUCCESS"
     kinds = {f["kind"] for f in project.records.files(row.sim_id)}
     assert {"steps", "templates", "plans"} <= kinds
+    # its recording loads as Arrow tables and as a Minari dataset (minari's own loader)
+    recorded = load_dataset(project, [row.sim_id])
+    assert len(recorded.to_pandas("steps")) == 7  # the reset and six steps
+    minari_root = project.sim_folder(row.sim_id) / "minari"
+    (dataset_id,) = [p.name for p in minari_root.iterdir()]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MINARI_DATASETS_PATH", str(minari_root))
+        (episode,) = list(minari.load_dataset(dataset_id).iterate_episodes())
+    assert len(episode.rewards) == 6
+    assert list(episode.rewards) == pytest.approx([s["reward"] for s in data["steps"]])
     (call,) = project.records.api_calls("cli.run")
     assert call["code"] == 0 and call["details"]["arguments"]["spec"]["steps"] == 6
 
