@@ -95,7 +95,8 @@ def test_step_overhead(benchmark: BenchmarkFixture, tmp_path: Path) -> None:
     step_k, replay_k = _overhead(spec, ("knobs",))
     print(
         f"\nstep overhead: step {step * 1000:.2f} ms, direct replay {replay * 1000:.2f} ms, "
-        f"overhead {overhead_ms:.2f} ms median (bar 2 ms; issue 10 asked 1 ms); observing the knobs too: "
+        f"overhead {overhead_ms:.2f} ms median (bar 2 ms; issue 10 asked 1 ms); "
+        "observing the knobs too: "
         f"{(step_k - replay_k) * 1000:.2f} ms"
     )
     record_all(
